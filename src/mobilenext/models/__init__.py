@@ -1,0 +1,27 @@
+"""Models: the sandglass block, the MobileNeXt family (registered with timm), checkpoint I/O."""
+
+from .checkpoint import check_state_dict, load_checkpoint, read_state_dict, save_safetensors, to_model_layout
+from .complexity import count_madds, count_params, summarize_model
+from .mobilenext import MOBILENEXT_STAGES, PAPER_FIGURES, MobileNeXt
+from .official import OfficialMobileNeXt, official_to_ours, ours_to_official
+from .sandglass import SandglassBlock, identity_channels, sandglass_reduced_channels
+
+__all__ = [
+    "MOBILENEXT_STAGES",
+    "PAPER_FIGURES",
+    "MobileNeXt",
+    "OfficialMobileNeXt",
+    "SandglassBlock",
+    "check_state_dict",
+    "count_madds",
+    "count_params",
+    "identity_channels",
+    "load_checkpoint",
+    "official_to_ours",
+    "ours_to_official",
+    "read_state_dict",
+    "sandglass_reduced_channels",
+    "save_safetensors",
+    "summarize_model",
+    "to_model_layout",
+]

@@ -1,0 +1,234 @@
+"""Checkpoint I/O: read safely, accept the authors' layout, explain every mismatch in one sentence.
+
+Files are read with ``weights_only=True`` (or as safetensors), never fully unpickled. Our own checkpoints,
+timm's, and the authors' ``.pth.tar`` files (plain, or under ``state_dict`` / ``state_dict_ema``, keys
+possibly prefixed ``module.``) all load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import warnings
+from pathlib import Path
+
+import torch
+from timm.models import load_state_dict as timm_load_state_dict
+from torch import nn
+
+from .._io import atomic_path
+from ..errors import CheckpointError
+from .official import is_official_layout, official_to_ours
+
+__all__ = [
+    "read_state_dict",
+    "to_model_layout",
+    "check_state_dict",
+    "load_checkpoint",
+    "classifier_classes",
+    "save_safetensors",
+    "checkpoint_filter_fn",
+    "convert_checkpoint",
+    "matching_models",
+]
+
+
+def read_state_dict(path: str | Path, use_ema: bool = True) -> dict[str, torch.Tensor]:
+    """Read a state_dict from a ``.safetensors``, ``.pth`` or ``.pth.tar`` file without unpickling code.
+
+    Training checkpoints are unwrapped (``state_dict_ema`` if ``use_ema`` and present, else ``state_dict``
+    or ``model``) and a DataParallel ``module.`` prefix is removed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist{' (it is a folder)' if path.is_dir() else ''}.")
+    try:
+        # The authors' checkpoints (saved by an early timm) keep the training args as an argparse.Namespace.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            state_dict = timm_load_state_dict(str(path), use_ema=use_ema)
+    except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower():
+            raise CheckpointError(
+                f"checkpoint {path} holds pickled Python objects besides tensors and is not loaded for safety "
+                "(weights_only=True); re-save its state_dict with torch.save or as safetensors."
+            ) from None
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({e}).") from None
+    except Exception as e:  # torch.load and safetensors raise many types for damaged files
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read: it is truncated or not a PyTorch/safetensors file "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no details'})."
+        ) from None
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CheckpointError(f"checkpoint {path} does not contain a state_dict of tensors.")
+    return state_dict
+
+
+def to_model_layout(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Rename the authors' layout to ``model``'s keys when needed; other state_dicts pass unchanged."""
+    state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    if is_official_layout(state_dict) and hasattr(model, "blocks") and hasattr(model, "stem"):
+        state_dict = official_to_ours(state_dict, model)
+    return state_dict
+
+
+def _classifier_keys(model: nn.Module) -> set[str]:
+    name = getattr(model, "pretrained_cfg", {}).get("classifier", "classifier")
+    return {f"{name}.weight", f"{name}.bias"}
+
+
+def _shape(t: torch.Tensor) -> list[int]:
+    return list(t.shape)
+
+
+def matching_models(state_dict: dict[str, torch.Tensor]) -> list[str]:
+    """Our registered models whose tensors, classifier aside, have exactly the shapes in ``state_dict``
+    (our layout or the authors')."""
+    import timm
+
+    from .. import list_models
+
+    matches = []
+    for name in list_models():
+        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+            candidate = timm.create_model(name)
+        classifier = _classifier_keys(candidate)
+        renamed = to_model_layout(state_dict, candidate)
+        have = {k: _shape(v) for k, v in renamed.items() if k not in classifier}
+        want = {k: _shape(v) for k, v in candidate.state_dict().items() if k not in classifier}
+        if have == want:
+            matches.append(name)
+    return matches
+
+
+def check_state_dict(state_dict: dict[str, torch.Tensor], model: nn.Module, check_classifier: bool = True) -> None:
+    """Raise :class:`CheckpointError` naming what does not fit, and the likely cause."""
+    expected = model.state_dict()
+    classifier = _classifier_keys(model)
+    skip = set() if check_classifier else classifier
+    missing = sorted(k for k in expected if k not in state_dict and k not in skip)
+    unexpected = sorted(k for k in state_dict if k not in expected and k not in skip)
+    wrong_shape = [
+        k for k in expected if k in state_dict and k not in skip and _shape(state_dict[k]) != _shape(expected[k])
+    ]
+    if not (missing or unexpected or wrong_shape):
+        return
+    name = getattr(model, "pretrained_cfg", {}).get("architecture", type(model).__name__)
+    if set(wrong_shape) <= classifier and not (missing or unexpected):
+        weight = next(k for k in classifier if k.endswith("weight"))
+        ckpt_classes = state_dict[weight].shape[0]
+        raise CheckpointError(
+            f"the checkpoint's classifier has {ckpt_classes} classes but the model has "
+            f"{expected[weight].shape[0]}: create the model with num_classes={ckpt_classes}, or pass another "
+            "num_classes to fine-tune with a new classifier."
+        )
+    problems = []
+    if wrong_shape:
+        k = wrong_shape[0]
+        problems.append(
+            f"{len(wrong_shape)} tensors have other shapes (first: {k} is {_shape(state_dict[k])} in the "
+            f"checkpoint, {_shape(expected[k])} in the model)"
+        )
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+    matches = matching_models(state_dict) if wrong_shape else []
+    cause = (
+        f"the checkpoint fits {' / '.join(matches)}: wrong width?"
+        if matches
+        else "is it a checkpoint of another model or width?"
+    )
+    raise CheckpointError(f"checkpoint does not fit {name}: {'; '.join(problems)}; {cause}")
+
+
+def classifier_classes(state_dict: dict[str, torch.Tensor], model: nn.Module) -> int | None:
+    """Number of classes of the classifier in ``state_dict`` (in ``model``'s layout), if it has one."""
+    weight = next(k for k in sorted(_classifier_keys(model)) if k.endswith("weight"))
+    return state_dict[weight].shape[0] if weight in state_dict else None
+
+
+def load_checkpoint(
+    model: nn.Module,
+    checkpoint: str | Path | dict[str, torch.Tensor],
+    use_ema: bool = True,
+    strict: bool = True,
+    reset_classifier: bool = False,
+) -> nn.Module:
+    """Load a checkpoint file or state_dict (our, timm's or the authors' layout) into ``model``; return it.
+
+    With ``reset_classifier=True`` a classifier of another size in the checkpoint is skipped (the model
+    keeps its freshly initialised head), which is what fine-tuning on new classes needs.
+    """
+    if not isinstance(checkpoint, dict):
+        checkpoint = read_state_dict(checkpoint, use_ema=use_ema)
+    state_dict = to_model_layout(checkpoint, model)
+    if reset_classifier:
+        expected = model.state_dict()
+        skipped = [
+            k
+            for k in _classifier_keys(model)
+            if k in state_dict and k in expected and _shape(state_dict[k]) != _shape(expected[k])
+        ]
+        if skipped:
+            warnings.warn("the checkpoint's classifier has another number of classes: it was not loaded.", stacklevel=2)
+            state_dict.update({k: expected[k] for k in skipped})
+    if strict:
+        check_state_dict(state_dict, model)
+    model.load_state_dict(state_dict, strict=strict)
+    return model
+
+
+def save_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None):
+    """Write ``state_dict`` as safetensors, atomically (a crash never leaves a half-written file)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """timm ``pretrained_filter_fn``: accept the authors' layout and explain a mismatching backbone.
+
+    The classifier is left to timm, which drops it when ``num_classes`` differs from the weights.
+    """
+    state_dict = to_model_layout(state_dict, model)
+    check_state_dict(state_dict, model, check_classifier=False)
+    return state_dict
+
+
+def convert_checkpoint(
+    src: str | Path, dst: str | Path, model_name: str | None = None, layout: str = "timm", use_ema: bool = True
+) -> str:
+    """Convert a checkpoint (any accepted layout) to a safetensors file in our (``timm``) or the authors'
+    (``official``) layout. The model is recognised from the tensor shapes unless ``model_name`` is given.
+    Returns the model name."""
+    import timm
+
+    from .official import ours_to_official
+
+    if layout not in ("timm", "official"):
+        raise CheckpointError(f"unknown layout {layout!r}; choose 'timm' (ours) or 'official' (the authors').")
+    if Path(dst).suffix != ".safetensors":
+        raise CheckpointError(f"output {dst} must end in .safetensors.")
+    state_dict = read_state_dict(src, use_ema=use_ema)
+    if model_name is None:
+        matches = matching_models(state_dict)
+        if not matches:
+            raise CheckpointError(
+                f"{src} matches none of our models' tensor shapes; pass --model to see what does not fit."
+            )
+        model_name = matches[0]
+    with torch.device("meta"):
+        model = timm.create_model(model_name)
+    state_dict = to_model_layout(state_dict, model)
+    num_classes = classifier_classes(state_dict, model)
+    if num_classes not in (None, model.num_classes):
+        with torch.device("meta"):
+            model = timm.create_model(model_name, num_classes=num_classes)
+    check_state_dict(state_dict, model)
+    if layout == "official":
+        state_dict = ours_to_official(state_dict, model)
+    metadata = {"architecture": model_name, "layout": layout, "num_classes": str(model.num_classes)}
+    save_safetensors(state_dict, dst, metadata=metadata)
+    return model_name

@@ -1,0 +1,126 @@
+"""The sandglass block: the contribution of MobileNeXt (Zhou et al., ECCV 2020).
+
+MobileNetV2's inverted residual goes thin -> wide -> thin and puts its shortcut between the *thin* ends.
+The sandglass block flips the bottleneck: it keeps the tensor *wide* at both ends, squeezes it in the
+middle, and joins the shortcut between the wide ends, where gradients lose less information::
+
+    x (C wide) ─┬─ dw 3x3 + BN + ReLU6          spatial filtering on the wide input
+                │  1x1 reduce to C/t + BN       linear: no activation on the thin tensor
+                │  1x1 expand to C' + BN + ReLU6
+                │  dw 3x3 + BN (stride s)       linear; carries the stride
+                └─ + first round(alpha * C') channels of x   (only if s == 1 and C == C')
+
+The identity tensor multiplier alpha adds the shortcut to the first alpha*C' channels only; the paper
+shows alpha = 1/2 keeps accuracy and saves the memory traffic of the other half.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from timm.layers import ConvNormAct, DropPath, make_divisible
+from torch import nn
+
+from ..errors import ConfigError
+
+__all__ = ["SandglassBlock", "sandglass_reduced_channels", "identity_channels"]
+
+
+def sandglass_reduced_channels(in_chs: int, out_chs: int, reduction: int) -> int:
+    """Width of the thin middle of a block, as the authors compute it.
+
+    ``in_chs // reduction``, but never thinner than ``ceil(out_chs / 6)`` rounded to a multiple of 16:
+    without that floor the first block of a wider stage would squeeze its input through a slit.
+    """
+    reduced = in_chs // reduction
+    if reduced < out_chs / 6.0:
+        reduced = make_divisible(math.ceil(out_chs / 6.0), 16)
+    return reduced
+
+
+def identity_channels(channels: int, identity_multiplier: float) -> int:
+    """Number of leading channels that receive the shortcut, ``round(alpha * channels)``."""
+    if not 0.0 < identity_multiplier <= 1.0:
+        raise ConfigError(
+            f"identity_multiplier must be in (0, 1], got {identity_multiplier}; "
+            "use 1 for the full shortcut or e.g. 0.5 for the paper's half identity."
+        )
+    return max(1, int(round(channels * identity_multiplier)))
+
+
+class SandglassBlock(nn.Module):
+    """Sandglass block: depthwise (wide) -> 1x1 reduce (linear) -> 1x1 expand -> depthwise (wide, linear).
+
+    Args:
+        in_chs: Input channels (the wide input).
+        out_chs: Output channels (the wide output).
+        reduced_chs: Channels of the thin middle; see :func:`sandglass_reduced_channels`.
+        stride: Stride, carried by the last depthwise conv.
+        dw_in: Keep the leading depthwise conv. The authors drop it in the first block of a stage that
+            changes width, where a depthwise conv on the old, narrower tensor would be a waste.
+        dw_out: Keep the trailing depthwise conv. The authors drop it in stride-1 blocks that change width.
+        shortcut: Allow the residual connection (it is used only when stride is 1 and widths match).
+        identity_multiplier: Fraction alpha in (0, 1] of the channels that receive the shortcut.
+        kernel_size: Kernel size of both depthwise convs.
+        act_layer: Activation after the first depthwise conv and after the expansion.
+        norm_layer: Normalization layer.
+        drop_path_rate: Stochastic depth rate applied to the residual branch.
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        reduced_chs: int,
+        stride: int = 1,
+        dw_in: bool = True,
+        dw_out: bool = True,
+        shortcut: bool = True,
+        identity_multiplier: float = 1.0,
+        kernel_size: int = 3,
+        act_layer: type[nn.Module] = nn.ReLU6,
+        norm_layer: type[nn.Module] = nn.BatchNorm2d,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ConfigError(f"sandglass stride must be 1 or 2, got {stride}.")
+        if stride == 2 and not dw_out:
+            raise ConfigError("a stride-2 sandglass block needs its trailing depthwise conv (dw_out=True).")
+        norm_act = dict(norm_layer=norm_layer, act_layer=act_layer)
+        self.conv_dw1 = ConvNormAct(in_chs, in_chs, kernel_size, groups=in_chs, **norm_act) if dw_in else nn.Identity()
+        self.conv_reduce = ConvNormAct(in_chs, reduced_chs, 1, apply_act=False, **norm_act)
+        self.conv_expand = ConvNormAct(reduced_chs, out_chs, 1, **norm_act)
+        self.conv_dw2 = (
+            ConvNormAct(out_chs, out_chs, kernel_size, stride=stride, groups=out_chs, apply_act=False, **norm_act)
+            if dw_out
+            else nn.Identity()
+        )
+        self.out_chs = out_chs
+        self.has_shortcut = shortcut and stride == 1 and in_chs == out_chs
+        self.identity_chs = identity_channels(out_chs, identity_multiplier)
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0.0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.conv_dw1(x)
+        x = self.conv_reduce(x)
+        x = self.conv_expand(x)
+        x = self.conv_dw2(x)
+        if self.has_shortcut:
+            x = self._add_identity(self.drop_path(x), shortcut)
+        return x
+
+    def _add_identity(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        k = self.identity_chs
+        if k == self.out_chs:
+            return x + shortcut
+        # Add on the first k channels and concatenate the rest. The authors' in-place
+        # `x[:, :k] += shortcut[:, :k]` exports as a ScatterND / dynamic-update-slice and blocks fusion.
+        return torch.cat([x[:, :k] + shortcut[:, :k], x[:, k:]], dim=1)
+
+    def extra_repr(self) -> str:
+        if not self.has_shortcut:
+            return "shortcut=False"
+        return f"shortcut=True, identity_chs={self.identity_chs}"

@@ -1,0 +1,68 @@
+"""Shared fixtures: the authors' reference data (../shared/reference beside the repository)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import mobilenext  # noqa: F401  (registers the models)
+
+REFERENCE_DIR = Path(
+    os.environ.get("MOBILENEXT_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference")
+)
+
+# model name -> suffix of the authors' reference file and width multiplier
+WIDTHS = {
+    "mobilenext_140": ("14", 1.4),
+    "mobilenext_100": ("10", 1.0),
+    "mobilenext_075": ("075", 0.75),
+    "mobilenext_050": ("05", 0.5),
+    "mobilenext_035": ("035", 0.35),
+}
+
+
+def reference_path(name: str) -> Path:
+    path = REFERENCE_DIR / name
+    if not path.exists():
+        pytest.skip(f"reference data {path} not found (set MOBILENEXT_REFERENCE)")
+    return path
+
+
+def reference_shapes(model_name: str) -> dict[str, list[int]]:
+    """Key -> shape of the authors' state_dict, parsed from the reference file, in file order."""
+    suffix, _ = WIDTHS[model_name]
+    shapes = {}
+    for line in reference_path(f"official_mobilenext_w{suffix}_state_dict_shapes.txt").read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        key, shape = line.split("\t")
+        shapes[key] = [int(d) for d in shape.strip("[]").split(",") if d.strip()]
+    return shapes
+
+
+def reference_params_madds() -> dict[float, dict[str, str]]:
+    with reference_path("mobilenext_params_madds.csv").open() as f:
+        return {float(row["width"]): row for row in csv.DictReader(f)}
+
+
+def random_official_state_dict(model_name: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """An authors'-layout state_dict built from the reference shapes, with random but valid values."""
+    g = torch.Generator().manual_seed(seed)
+    state_dict = {}
+    for key, shape in reference_shapes(model_name).items():
+        if key.endswith("num_batches_tracked"):
+            state_dict[key] = torch.tensor(100)
+        elif key.endswith("running_var"):
+            state_dict[key] = torch.rand(shape, generator=g) + 0.5
+        else:
+            state_dict[key] = torch.randn(shape, generator=g) * 0.1
+    return state_dict
+
+
+@pytest.fixture
+def image_batch() -> torch.Tensor:
+    return torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
