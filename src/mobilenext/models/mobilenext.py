@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import ConvNormAct, SelectAdaptivePool2d, make_divisible
+from timm.layers import ConvNormAct, SelectAdaptivePool2d, get_norm_act_layer, make_divisible
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from ..errors import ConfigError
 from .sandglass import SandglassBlock, sandglass_reduced_channels
 
-__all__ = ["MobileNeXt", "MOBILENEXT_STAGES", "PAPER_FIGURES"]
+__all__ = ["MobileNeXt", "MOBILENEXT_STAGES", "PAPER_FIGURES", "mobilenext_arch"]
 
 # One row per stage, as in the paper's Table 1:
 # t = reduction ratio of the block's thin middle, c = output channels at width 1.0,
@@ -51,11 +51,54 @@ def _check_width(width_mult: float) -> None:
         raise ConfigError(f"width_mult must be positive, got {width_mult}; the paper uses 1.4, 1.0, 0.75, 0.5, 0.35.")
 
 
+# An architecture: the stem width and, per stage, the SandglassBlock arguments of each block.
+Arch = tuple[int, list[list[dict[str, Any]]]]
+
+
+def mobilenext_arch(
+    width_mult: float = 1.0,
+    stages: tuple[tuple[int, int, int, int], ...] = MOBILENEXT_STAGES,
+    stem_chs: int = 32,
+    round_chs: int = 8,
+) -> Arch:
+    """The MobileNeXt family's layout at ``width_mult``, with the authors' rules for every block."""
+    _check_width(width_mult)
+
+    def width(c: int, multiplier: float = width_mult) -> int:
+        return make_divisible(c * multiplier, round_chs)
+
+    in_chs = width(stem_chs)
+    arch = []
+    for stage_idx, (t, c, n, s) in enumerate(stages):
+        # The authors keep the last stage at least 1280 wide so thin models keep a rich embedding.
+        out_chs = width(c, max(1.0, width_mult)) if stage_idx == len(stages) - 1 else width(c)
+        blocks = []
+        for i in range(n):
+            stride = s if i == 0 else 1
+            changes_width = in_chs != out_chs
+            # A lone stride-1 block keeps both depthwise convs; otherwise a block that changes width has no
+            # leading one (it would filter the old, narrower tensor), and at stride 1 no trailing one either.
+            keep_both = n == 1 and s == 1
+            blocks.append(
+                dict(
+                    in_chs=in_chs,
+                    out_chs=out_chs,
+                    reduced_chs=sandglass_reduced_channels(in_chs, out_chs, t),
+                    stride=stride,
+                    dw_in=t == 2 or not changes_width or keep_both,
+                    dw_out=t == 2 or not changes_width or keep_both or stride == 2,
+                )
+            )
+            in_chs = out_chs
+        arch.append(blocks)
+    return width(stem_chs), arch
+
+
 class MobileNeXt(nn.Module):
-    """MobileNeXt: a stem conv, eight stages of sandglass blocks, global pooling and a linear classifier.
+    """A stem conv, stages of sandglass blocks, global pooling and a linear classifier.
 
     Args:
-        width_mult: Channel width multiplier. The last stage never gets thinner than 1280 channels.
+        width_mult: Channel width multiplier of the MobileNeXt family (ignored when ``arch`` is given).
         identity_multiplier: Fraction alpha in (0, 1] of channels that receive each shortcut.
         shortcut: Use residual connections (False gives the paper's no-shortcut ablation).
         num_classes: Classifier outputs; 0 gives a model without classifier.
@@ -63,9 +106,9 @@ class MobileNeXt(nn.Module):
         drop_rate: Dropout before the classifier (the authors' model uses 0.2).
         drop_path_rate: Stochastic depth, growing linearly from 0 to this rate over the blocks.
         global_pool: Pooling type of :class:`timm.layers.SelectAdaptivePool2d`.
-        stages: Stage table ``(t, c, n, s)``, see :data:`MOBILENEXT_STAGES`.
-        stem_chs: Stem width at width 1.0.
-        round_chs: Every width is rounded to a multiple of this.
+        arch: Stem width and per-block arguments; default :func:`mobilenext_arch` at ``width_mult``.
+        head_norm: Normalize + activate the last feature map before pooling (EfficientNet's ``bn1``).
+        padding: Conv padding, ``""`` (symmetric) or ``"same"`` (TensorFlow's).
         act_layer: Activation (ReLU6 as in the paper).
         norm_layer: Normalization layer.
     """
@@ -80,68 +123,53 @@ class MobileNeXt(nn.Module):
         drop_rate: float = 0.2,
         drop_path_rate: float = 0.0,
         global_pool: str = "avg",
-        stages: tuple[tuple[int, int, int, int], ...] = MOBILENEXT_STAGES,
-        stem_chs: int = 32,
-        round_chs: int = 8,
+        arch: Arch | None = None,
+        head_norm: bool = False,
+        padding: str = "",
         act_layer: type[nn.Module] = nn.ReLU6,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
-        _check_width(width_mult)
+        stem_chs, stages = arch if arch is not None else mobilenext_arch(width_mult)
         self.num_classes = num_classes
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
+        norm_act = dict(norm_layer=norm_layer, act_layer=act_layer)
 
-        def width(c: int, multiplier: float = width_mult) -> int:
-            return make_divisible(c * multiplier, round_chs)
-
-        in_chs = width(stem_chs)
-        self.stem = ConvNormAct(in_chans, in_chs, 3, stride=2, norm_layer=norm_layer, act_layer=act_layer)
-        self.feature_info = [dict(num_chs=in_chs, reduction=2, module="stem")]
+        self.stem = ConvNormAct(in_chans, stem_chs, 3, stride=2, padding=padding, **norm_act)
+        self.feature_info = [dict(num_chs=stem_chs, reduction=2, module="stem")]
         self.stage_ends = [0]  # per feature_info entry: how many stages run before it is taken
 
-        num_blocks = sum(n for _, _, n, _ in stages)
+        num_blocks = sum(len(stage) for stage in stages)
         block_idx, reduction = 0, 2
         stage_modules = []
-        for stage_idx, (t, c, n, s) in enumerate(stages):
-            is_last_stage = stage_idx == len(stages) - 1
-            # The authors keep the last stage at least 1280 wide so thin models keep a rich embedding.
-            out_chs = width(c, max(1.0, width_mult)) if is_last_stage else width(c)
+        for stage_idx, stage in enumerate(stages):
             blocks = []
-            for i in range(n):
-                stride = s if i == 0 else 1
-                changes_width = in_chs != out_chs
-                # The authors' layout: a lone stride-1 block keeps both depthwise convs; otherwise a block that
-                # changes width has no leading one, and none at all at stride 1 (the next block filters).
-                keep_both = n == 1 and s == 1
-                blocks.append(
-                    SandglassBlock(
-                        in_chs,
-                        out_chs,
-                        reduced_chs=sandglass_reduced_channels(in_chs, out_chs, t),
-                        stride=stride,
-                        dw_in=t == 2 or not changes_width or keep_both,
-                        dw_out=t == 2 or not changes_width or keep_both or stride == 2,
-                        shortcut=shortcut,
-                        identity_multiplier=identity_multiplier,
-                        act_layer=act_layer,
-                        norm_layer=norm_layer,
-                        drop_path_rate=drop_path_rate * block_idx / num_blocks,
-                    )
+            for args in stage:
+                dpr = drop_path_rate * block_idx / num_blocks
+                block = SandglassBlock(
+                    **args,
+                    shortcut=shortcut,
+                    identity_multiplier=identity_multiplier,
+                    padding=padding,
+                    drop_path_rate=dpr,
+                    **norm_act,
                 )
-                in_chs = out_chs
+                blocks.append(block)
                 block_idx += 1
             stage_modules.append(nn.Sequential(*blocks))
-            reduction *= s
-            next_stride = stages[stage_idx + 1][3] if not is_last_stage else 2
+            reduction *= stage[0]["stride"]
+            next_stride = stages[stage_idx + 1][0]["stride"] if stage_idx + 1 < len(stages) else 2
             if next_stride > 1:  # a feature map is exposed at the last block of each resolution
+                out_chs = stage[-1]["out_chs"]
                 self.feature_info.append(dict(num_chs=out_chs, reduction=reduction, module=f"blocks.{stage_idx}"))
                 self.stage_ends.append(stage_idx + 1)
         self.blocks = nn.Sequential(*stage_modules)
 
-        self.num_features = self.head_hidden_size = in_chs
+        self.num_features = self.head_hidden_size = num_features = stages[-1][-1]["out_chs"]
+        self.head_norm = get_norm_act_layer(norm_layer, act_layer)(num_features) if head_norm else nn.Identity()
         self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        self.classifier = nn.Linear(in_chs, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier = nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -214,8 +242,10 @@ class MobileNeXt(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint_seq(self.blocks, x, flatten=True)
-        return self.blocks(x)
+            x = checkpoint_seq(self.blocks, x, flatten=True)
+        else:
+            x = self.blocks(x)
+        return self.head_norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.global_pool(x)

@@ -20,6 +20,7 @@ import math
 
 import torch
 from timm.layers import ConvNormAct, DropPath, make_divisible
+from timm.models._efficientnet_blocks import SqueezeExcite
 from torch import nn
 
 from ..errors import ConfigError
@@ -66,6 +67,11 @@ class SandglassBlock(nn.Module):
         act_layer: Activation after the first depthwise conv and after the expansion.
         norm_layer: Normalization layer.
         drop_path_rate: Stochastic depth rate applied to the residual branch.
+        pw_groups: Groups of the two 1x1 convs (the EfficientNet-based models use 2).
+        bypass_chs: Channels of the depthwise output that skip the two 1x1 convs and are concatenated
+            after them (a Ghost-style split used by the authors' 5.68M model); 0 sends all through.
+        se_chs: Squeeze-excite width on the block output (0: none), gated by a sigmoid.
+        padding: Conv padding; ``"same"`` gives TensorFlow's asymmetric padding for stride 2.
     """
 
     def __init__(
@@ -82,21 +88,30 @@ class SandglassBlock(nn.Module):
         act_layer: type[nn.Module] = nn.ReLU6,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
         drop_path_rate: float = 0.0,
+        pw_groups: int = 1,
+        bypass_chs: int = 0,
+        se_chs: int = 0,
+        padding: str = "",
     ) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ConfigError(f"sandglass stride must be 1 or 2, got {stride}.")
         if stride == 2 and not dw_out:
             raise ConfigError("a stride-2 sandglass block needs its trailing depthwise conv (dw_out=True).")
-        norm_act = dict(norm_layer=norm_layer, act_layer=act_layer)
+        norm_act = dict(norm_layer=norm_layer, act_layer=act_layer, padding=padding)
         self.conv_dw1 = ConvNormAct(in_chs, in_chs, kernel_size, groups=in_chs, **norm_act) if dw_in else nn.Identity()
-        self.conv_reduce = ConvNormAct(in_chs, reduced_chs, 1, apply_act=False, **norm_act)
-        self.conv_expand = ConvNormAct(reduced_chs, out_chs, 1, **norm_act)
+        self.bypass_chs = bypass_chs
+        self.squeezed_in_chs = in_chs - bypass_chs
+        self.conv_reduce = ConvNormAct(
+            self.squeezed_in_chs, reduced_chs, 1, groups=pw_groups, apply_act=False, **norm_act
+        )
+        self.conv_expand = ConvNormAct(reduced_chs, out_chs - bypass_chs, 1, groups=pw_groups, **norm_act)
         self.conv_dw2 = (
             ConvNormAct(out_chs, out_chs, kernel_size, stride=stride, groups=out_chs, apply_act=False, **norm_act)
             if dw_out
             else nn.Identity()
         )
+        self.se = SqueezeExcite(out_chs, rd_channels=se_chs, act_layer=act_layer) if se_chs else nn.Identity()
         self.out_chs = out_chs
         self.has_shortcut = shortcut and stride == 1 and in_chs == out_chs
         self.identity_chs = identity_channels(out_chs, identity_multiplier)
@@ -105,9 +120,13 @@ class SandglassBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         x = self.conv_dw1(x)
-        x = self.conv_reduce(x)
-        x = self.conv_expand(x)
+        if self.bypass_chs:
+            x, bypass = x.split([self.squeezed_in_chs, self.bypass_chs], dim=1)
+            x = torch.cat([self.conv_expand(self.conv_reduce(x)), bypass], dim=1)
+        else:
+            x = self.conv_expand(self.conv_reduce(x))
         x = self.conv_dw2(x)
+        x = self.se(x)
         if self.has_shortcut:
             x = self._add_identity(self.drop_path(x), shortcut)
         return x
