@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 # timm module names (last component of the module path) that hold our registrations.
-_MODEL_MODULES = ("mobilenext",)
+_MODEL_MODULES = ("mobilenext", "efficient", "baselines")
 
 
 def list_models(pattern: str = "") -> list[str]:

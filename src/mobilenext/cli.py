@@ -15,7 +15,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
     import timm
 
     from . import list_models
-    from .models import PAPER_FIGURES, summarize_model
+    from .models import summarize_model
+    from .models.baselines import BASELINE_FIGURES
+    from .models.mobilenext import AUTHORS_TOP1, PAPER_FIGURES
 
     names = list_models(args.filter or "")
     if args.baselines:
@@ -24,7 +26,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
         raise MobileNeXtError(f"no model matches {args.filter!r}; run `mobilenext models` to see them all.")
     from .tables import format_table
 
-    print(format_table([summarize_model(n, PAPER_FIGURES) for n in names], args.format), end="")
+    figures = {**PAPER_FIGURES, **BASELINE_FIGURES}
+    print(format_table([summarize_model(n, figures, AUTHORS_TOP1) for n in names], args.format), end="")
     return 0
 
 

@@ -1,5 +1,6 @@
 """Models: the sandglass block, the MobileNeXt family (registered with timm), checkpoint I/O."""
 
+from . import baselines, efficient  # noqa: F401  (register the EfficientNet-based models and baselines)
 from .checkpoint import check_state_dict, load_checkpoint, read_state_dict, save_safetensors, to_model_layout
 from .complexity import count_madds, count_params, summarize_model
 from .mobilenext import MOBILENEXT_STAGES, PAPER_FIGURES, MobileNeXt

@@ -30,9 +30,11 @@ def count_madds(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 22
     return counter.get_total_flops() // 2
 
 
-def summarize_model(name: str, paper_figures: dict[str, dict[str, float]] | None = None) -> dict:
+def summarize_model(
+    name: str, paper_figures: dict[str, dict[str, float]] | None = None, authors_top1: dict[str, float] | None = None
+) -> dict:
     """One row of ``mobilenext models``: measured params and MAdds at the model's input size, beside the
-    paper's figures where it gives them."""
+    paper's figures and the best top-1 of the authors' logged runs, where known."""
     import timm
 
     model = timm.create_model(name)
@@ -46,4 +48,5 @@ def summarize_model(name: str, paper_figures: dict[str, dict[str, float]] | None
         "paper_params_m": paper.get("params_m"),
         "paper_madds_m": paper.get("madds_m"),
         "paper_top1": paper.get("top1"),
+        "authors_top1": (authors_top1 or {}).get(name),
     }

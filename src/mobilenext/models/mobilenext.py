@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from ..errors import ConfigError
 from .sandglass import SandglassBlock, sandglass_reduced_channels
 
-__all__ = ["MobileNeXt", "MOBILENEXT_STAGES", "PAPER_FIGURES", "mobilenext_arch"]
+__all__ = ["ABLATIONS", "AUTHORS_TOP1", "MobileNeXt", "MOBILENEXT_STAGES", "PAPER_FIGURES", "mobilenext_arch"]
 
 # One row per stage, as in the paper's Table 1:
 # t = reduction ratio of the block's thin middle, c = output channels at width 1.0,
@@ -43,6 +43,19 @@ PAPER_FIGURES: dict[str, dict[str, float]] = {
     "mobilenext_075": dict(params_m=2.5, madds_m=210, top1=72.0),
     "mobilenext_050": dict(params_m=2.1, madds_m=110, top1=67.7),
     "mobilenext_035": dict(params_m=1.8, madds_m=80, top1=64.7),
+}
+# Ablations of the paper, as named configs of MobileNeXt-1.0.
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "mobilenext_100_half_id": dict(identity_multiplier=1 / 2),
+    "mobilenext_100_sixth_id": dict(identity_multiplier=1 / 6),
+    "mobilenext_100_no_shortcut": dict(shortcut=False),
+}
+# Best top-1 of the authors' own ImageNet runs (../shared/reference/official_runs).
+AUTHORS_TOP1: dict[str, float] = {
+    "mobilenext_100": 74.02,
+    "mobilenext_100_half_id": 74.09,
+    "mobilenext_efficient_l": 76.59,
+    "mobilenext_efficient_xl": 76.79,
 }
 
 
@@ -161,6 +174,9 @@ class MobileNeXt(nn.Module):
             reduction *= stage[0]["stride"]
             next_stride = stages[stage_idx + 1][0]["stride"] if stage_idx + 1 < len(stages) else 2
             if next_stride > 1:  # a feature map is exposed at the last block of each resolution
+                if self.feature_info[-1]["reduction"] == reduction:  # a stride-1 stage right after the stem
+                    self.feature_info.pop()
+                    self.stage_ends.pop()
                 out_chs = stage[-1]["out_chs"]
                 self.feature_info.append(dict(num_chs=out_chs, reduction=reduction, module=f"blocks.{stage_idx}"))
                 self.stage_ends.append(stage_idx + 1)
@@ -291,7 +307,7 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
     }
 
 
-default_cfgs = generate_default_cfgs({name: _cfg() for name in PAPER_FIGURES})
+default_cfgs = generate_default_cfgs({name: _cfg() for name in [*PAPER_FIGURES, *ABLATIONS]})
 
 
 @register_model
@@ -322,3 +338,25 @@ def mobilenext_050(pretrained: bool = False, **kwargs: Any) -> MobileNeXt:
 def mobilenext_035(pretrained: bool = False, **kwargs: Any) -> MobileNeXt:
     """MobileNeXt-0.35: 1.8M params, 80M MAdds, 64.7% ImageNet top-1 in the paper."""
     return _create_mobilenext("mobilenext_035", pretrained, **{"width_mult": 0.35, **kwargs})
+
+
+@register_model
+def mobilenext_100_half_id(pretrained: bool = False, **kwargs: Any) -> MobileNeXt:
+    """MobileNeXt-1.0, identity tensor multiplier 1/2 (paper: same accuracy, lower latency)."""
+    return _create_mobilenext("mobilenext_100_half_id", pretrained, **{**ABLATIONS["mobilenext_100_half_id"], **kwargs})
+
+
+@register_model
+def mobilenext_100_sixth_id(pretrained: bool = False, **kwargs: Any) -> MobileNeXt:
+    """MobileNeXt-1.0, identity tensor multiplier 1/6 (the paper's smallest alpha)."""
+    return _create_mobilenext(
+        "mobilenext_100_sixth_id", pretrained, **{**ABLATIONS["mobilenext_100_sixth_id"], **kwargs}
+    )
+
+
+@register_model
+def mobilenext_100_no_shortcut(pretrained: bool = False, **kwargs: Any) -> MobileNeXt:
+    """MobileNeXt-1.0 without any shortcut: the paper's ablation of the residual path."""
+    return _create_mobilenext(
+        "mobilenext_100_no_shortcut", pretrained, **{**ABLATIONS["mobilenext_100_no_shortcut"], **kwargs}
+    )

@@ -1,0 +1,57 @@
+"""Ablation baselines from the paper that are not MobileNeXt models.
+
+MobileNetV2 itself is timm's ``mobilenetv2_*``; this module only adds what the paper varies on it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from timm.layers import ConvNormAct
+from timm.models import generate_default_cfgs, register_model
+from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedResidual
+from timm.models.efficientnet import EfficientNet, _gen_mobilenet_v2
+from torch import nn
+
+from ..errors import ConfigError
+from .mobilenext import _cfg
+
+__all__ = ["BASELINE_FIGURES", "add_depthwise_after_projection"]
+
+# What the paper reports for its MobileNetV2 ablation (top-1 %, ImageNet).
+BASELINE_FIGURES: dict[str, dict[str, float]] = {"mobilenetv2_100_extra_dw": dict(top1=73.0)}
+
+
+def add_depthwise_after_projection(model: nn.Module) -> nn.Module:
+    """Append a depthwise 3x3 conv + BN (linear, stride 1) to the bottleneck output of every MobileNetV2 block.
+
+    The block's last norm (``bn3`` of an inverted residual, ``bn2`` of the first depthwise-separable block)
+    becomes ``Sequential(bn=<that norm>, dw=<the new conv>)``, so the shortcut still joins after it.
+    """
+    for block in model.modules():
+        if isinstance(block, (InvertedResidual, DepthwiseSeparableConv)):
+            norm_name = "bn3" if isinstance(block, InvertedResidual) else "bn2"
+            norm = getattr(block, norm_name)
+            chs = norm.num_features
+            dw = ConvNormAct(chs, chs, 3, groups=chs, apply_act=False)
+            setattr(block, norm_name, nn.Sequential(OrderedDict(bn=norm, dw=dw)))
+    return model
+
+
+default_cfgs = generate_default_cfgs(
+    {"mobilenetv2_100_extra_dw": _cfg(interpolation="bicubic", first_conv="conv_stem")}
+)
+
+
+@register_model
+def mobilenetv2_100_extra_dw(pretrained: bool = False, **kwargs: Any) -> EfficientNet:
+    """The paper's "MBV2 + extra dwise conv" (73% top-1): timm's MobileNetV2-1.0 with one more depthwise
+    3x3 conv + BN on each block's bottleneck output (after the linear projection, before the shortcut).
+
+    It shows that MobileNeXt's gain is not just from having two depthwise convs per block.
+    """
+    if pretrained:  # timm would load before the extra convs exist
+        raise ConfigError("mobilenetv2_100_extra_dw: load weights with mobilenext.get_model(name, pretrained=PATH).")
+    model = _gen_mobilenet_v2("mobilenetv2_100_extra_dw", 1.0, pretrained=False, **kwargs)
+    return add_depthwise_after_projection(model)
