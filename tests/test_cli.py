@@ -115,3 +115,18 @@ def test_unknown_model_is_one_line_from_the_console_script():
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("mobilenext predict: error: unknown model 'mobilenxt_100'; did you mean")
     assert "mobilenext_100" in lines[0]
+
+
+def test_train_with_bad_data_is_one_line_error(tmp_path, capsys):
+    from mobilenext.cli import main
+
+    assert main(["train", "--data", str(tmp_path / "nope"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "data folder" in err and "does not exist" in err
+
+
+def test_train_with_unknown_config_is_one_line_error(capsys):
+    from mobilenext.cli import main
+
+    assert main(["train", "--config", "no_such_recipe"]) == 2
+    assert "neither a file nor a packaged recipe" in capsys.readouterr().err

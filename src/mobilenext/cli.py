@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import warnings
 from collections.abc import Sequence
@@ -64,6 +65,52 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .engine import config_from_args, train
+
+    train(config_from_args(args))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    import json
+
+    from .engine import validate
+
+    result = validate(
+        args.checkpoint, model=args.model, data=args.data, dataset=args.dataset, split=args.split,
+        use_ema=not args.no_ema, img_size=args.img_size, crop_pct=args.crop_pct, interpolation=args.interpolation,
+        batch_size=args.batch_size, workers=args.workers, device=args.device, amp=args.amp,
+        channels_last=args.channels_last, num_classes=args.num_classes,
+    )
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "skipped_names"}, indent=2))
+        return 0
+    weights = "EMA weights" if result["ema"] else "weights"
+    print(f"{result['model']} ({weights} of {result['checkpoint']}) on {result['dataset']}, "
+          f"{result['img_size']} px, crop {result['crop_pct']}:")
+    print(f"  top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}  loss {result['loss']:.4f}  "
+          f"{result['images']:,} images  {result['img_per_sec']:.0f} img/s")
+    logged = result["logged"]
+    if "eval_prec1" in logged:
+        key = "ema_eval_prec1" if result["ema"] and "ema_eval_prec1" in logged else "eval_prec1"
+        print(f"  logged when saved (epoch {int(logged['epoch'])}): top-1 {logged[key]:.2f}")
+    if result["skipped"]:
+        print(f"  skipped {result['skipped']} unreadable image(s): {'; '.join(result['skipped_names'][:5])}")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .engine.records import plot_runs
+
+    runs = [Path(r) for r in args.runs]
+    output = Path(args.output) if args.output else (runs[0] if runs[0].is_dir() else runs[0].parent) / "curves.png"
+    print(f"wrote {plot_runs(runs, output, reference=args.reference)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mobilenext", description="MobileNeXt models, training and deployment.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -90,11 +137,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", choices=("timm", "official"), default="timm", help="key layout to write")
     p.add_argument("--no-ema", action="store_true", help="take state_dict even if state_dict_ema is present")
     p.set_defaults(func=_cmd_convert)
+
+    from .data.reference import REFERENCE_RUNS
+    from .engine.config import add_config_arguments
+
+    p = sub.add_parser("train", help="train or fine-tune (no arguments: MobileNeXt on the embedded digits)",
+                       description="Train a model. Settings: defaults < dataset defaults < --config < flags. "
+                       "Under `torchrun --nproc_per_node=N -m mobilenext train ...` it runs DDP.")
+    add_config_arguments(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("validate", help="top-1/top-5/loss/speed of a checkpoint on a dataset")
+    p.add_argument("checkpoint", nargs="?", help="training checkpoint (remembers model and data) or weights file")
+    p.add_argument("--model", help="default: the checkpoint's")
+    p.add_argument("--data", help="default: the checkpoint's dataset (the embedded digits if none)")
+    p.add_argument("--dataset", help="timm dataset name (hfds/..., wds/...)")
+    p.add_argument("--split", help="held-out split (default: val/ or validation/)")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights are present")
+    p.add_argument("--img-size", type=int, help="test-time resolution (default: the training one)")
+    p.add_argument("--crop-pct", type=float, help="centre-crop fraction (default: the training one)")
+    p.add_argument("--interpolation")
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("-b", "--batch-size", type=int, default=64)
+    p.add_argument("-j", "--workers", type=int)
+    p.add_argument("--device")
+    p.add_argument("--amp", action="store_true")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("plot", help="loss and accuracy curves of runs to PNG, optionally beside the authors'")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or their summary.csv)")
+    p.add_argument("--reference", choices=list(REFERENCE_RUNS), help="add one of the authors' ImageNet curves")
+    p.add_argument("-o", "--output", help="PNG path (default: RUN_DIR/curves.png)")
+    p.set_defaults(func=_cmd_plot)
     return parser
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("mobilenext")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _setup_logging()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")

@@ -1,0 +1,86 @@
+"""Training checkpoints: everything a resume needs, written atomically, read with ``weights_only=True``.
+
+A checkpoint is a dict of tensors and plain Python values only (no pickled objects), so it loads safely
+and its ``state_dict`` / ``state_dict_ema`` entries load anywhere a timm checkpoint does.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._io import atomic_path
+from ..errors import CheckpointError
+
+__all__ = ["LAST", "BEST", "save_checkpoint", "load_training_checkpoint", "rng_state", "set_rng_state",
+           "remove_stale_temp_files", "find_auto_resume"]
+
+LAST, BEST = "last.pth", "best.pth"
+_FORMAT = "mobilenext-train-1"
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"format": _FORMAT, **state}, tmp)
+
+
+def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint written by :func:`save_checkpoint`, with one-sentence errors for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"cannot resume: {path} does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"cannot resume from {path}: it holds objects that are not loaded for safety ({e}).") \
+            from None
+    except Exception as e:
+        raise CheckpointError(f"cannot resume from {path}: it is truncated or corrupt ({type(e).__name__}).") from None
+    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+        raise CheckpointError(
+            f"cannot resume from {path}: it is a weights file, not a mobilenext training checkpoint; "
+            "start from its weights with --pretrained instead."
+        )
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random generator a training step touches, as tensors and plain values."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def remove_stale_temp_files(folder: Path) -> None:
+    """Temp files of a write that a kill interrupted (the real files are intact: writes are atomic)."""
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def find_auto_resume(output: Path | None, runs_root: Path, model: str) -> Path | None:
+    """``--resume auto``: the run folder's last checkpoint, or the newest ``runs/<model>-*`` one."""
+    if output is not None:
+        return output / LAST if (output / LAST).is_file() else None
+    candidates = sorted(runs_root.glob(f"{model}-*/{LAST}"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else None

@@ -1,0 +1,99 @@
+"""``mobilenext validate``: accuracy, loss and speed of a checkpoint (or its EMA weights) on a dataset.
+
+A checkpoint written by ``mobilenext train`` remembers its model, dataset and preprocessing, so
+``mobilenext validate runs/x/best.pth`` reproduces the accuracy logged when it was saved.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import create_model
+from ..data import DATA_DEFAULTS, create_loader, create_transforms, open_datasets, resolve_transform_config
+from ..errors import ConfigError
+from ..models.checkpoint import classifier_classes, load_checkpoint, read_state_dict, to_model_layout
+from .distributed import cleanup, init_distributed
+from .evaluate import evaluate
+from .train import default_workers
+
+__all__ = ["validate"]
+
+log = logging.getLogger("mobilenext")
+
+
+def _training_record(path: Path) -> dict[str, Any]:
+    """The run settings stored beside the weights in a training checkpoint ({} for a plain weights file)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a torch file (safetensors) or damaged: read_state_dict explains the latter
+        return {}
+    if not isinstance(state, dict):
+        return {}
+    record = {"has_ema": "state_dict_ema" in state}
+    if isinstance(state.get("args"), dict):
+        record.update(args=state["args"], data_config=state.get("data_config", {}), metrics=state.get("metrics", {}))
+    return record
+
+
+def validate(
+    checkpoint: str | Path | None,
+    model: str | None = None,
+    data: str | None = None,
+    dataset: str | None = None,
+    split: str | None = None,
+    use_ema: bool = True,
+    img_size: int | None = None,
+    crop_pct: float | None = None,
+    interpolation: str | None = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+    device: str | None = None,
+    amp: bool = False,
+    channels_last: bool = True,
+    num_classes: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``checkpoint``; arguments left ``None`` come from the checkpoint's run, then the defaults."""
+    record = _training_record(Path(checkpoint)) if checkpoint else {}
+    args = record.get("args", {})
+    model_name = model or args.get("model")
+    if not model_name:
+        raise ConfigError("pass --model: the checkpoint is a plain weights file and does not name its model.")
+    if data is None and dataset is None:
+        data, dataset = args.get("data"), args.get("dataset", "")
+    split = split or args.get("val_split")
+    datasets = open_datasets(data, dataset or "", train_split=None, val_split=split)
+
+    dist = init_distributed(device)
+    try:
+        state_dict = None
+        if checkpoint:
+            probe = create_model(model_name)
+            state_dict = to_model_layout(read_state_dict(checkpoint, use_ema=use_ema), probe)
+            num_classes = num_classes or classifier_classes(state_dict, probe)
+        net = create_model(model_name, num_classes=num_classes or len(datasets.classes) or 1000)
+        if state_dict is not None:
+            load_checkpoint(net, state_dict)
+        elif dist.is_main:
+            log.warning(f"no --checkpoint: {model_name} has random weights.")
+        net.to(dist.device)
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+
+        stored = record.get("data_config", {})
+        overrides = {"img_size": img_size, "crop_pct": crop_pct, "interpolation": interpolation}
+        defaults = {**DATA_DEFAULTS.get(datasets.kind, {}), **stored}
+        data_config = resolve_transform_config(net, defaults, overrides)
+        datasets.val.transform = create_transforms(data_config)[1]
+        loader = create_loader(datasets.val, batch_size, training=False,
+                               workers=defaults.get("workers", default_workers()) if workers is None else workers,
+                               rank=dist.rank, world_size=dist.world_size)
+        metrics = evaluate(net, loader, dist.device, amp=amp, channels_last=channels_last, progress=dist.is_main)
+        return {"model": model_name, "checkpoint": str(checkpoint), "ema": use_ema and record.get("has_ema", False),
+                "dataset": datasets.description, **data_config, **metrics, "logged": record.get("metrics", {})}
+    finally:
+        cleanup()
+
