@@ -1,0 +1,47 @@
+"""Fold BatchNorm into the preceding convolution: free at inference, one op less per layer.
+
+timm models register each conv directly before its norm (``conv``/``bn`` in ``ConvNormAct``;
+``conv_pw``/``bn1``, ``conv_dw``/``bn2``, ``conv_pwl``/``bn3`` in MobileNetV2 blocks; ``conv_stem``/``bn1``),
+so a conv followed by a BatchNorm among a module's children is a pair to fold. timm's ``BatchNormAct2d``
+keeps its activation (and dropout) after folding. A norm with no conv right before it among its siblings
+(the efficient models' ``head_norm``) stays. The tests check the fused model against the original.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from timm.layers import BatchNormAct2d
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+__all__ = ["fuse"]
+
+
+def _after_norm(norm: nn.BatchNorm2d) -> nn.Module:
+    """What remains of a norm layer once its affine transform lives in the conv."""
+    if isinstance(norm, BatchNormAct2d):
+        return nn.Sequential(norm.drop, norm.act)
+    return nn.Identity()
+
+
+def _fuse_children(parent: nn.Module) -> int:
+    fused = 0
+    children = list(parent.named_children())
+    for (conv_name, conv), (norm_name, norm) in zip(children, children[1:]):
+        if type(norm) in (nn.BatchNorm2d, BatchNormAct2d) and isinstance(conv, nn.Conv2d) and norm.track_running_stats:
+            setattr(parent, conv_name, fuse_conv_bn_eval(conv, norm))
+            setattr(parent, norm_name, _after_norm(norm))
+            fused += 1
+    return fused + sum(_fuse_children(child) for child in parent.children())
+
+
+@torch.no_grad()
+def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """An eval-mode copy of ``model`` with every conv + BatchNorm pair folded into one conv."""
+    model = model if inplace else copy.deepcopy(model)
+    model.eval()
+    count = _fuse_children(model)
+    model.fused_conv_bn = count  # how many pairs were folded, for reports
+    return model
