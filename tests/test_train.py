@@ -79,6 +79,15 @@ def test_validate_reproduces_the_logged_accuracy(digits_run):
     assert validate(run / "best.pth", img_size=16)["img_size"] == 16
 
 
+def test_validate_names_a_missing_or_truncated_checkpoint(digits_run, tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        validate(tmp_path / "nope.pth")
+    truncated = tmp_path / "cut.pth"
+    truncated.write_bytes((digits_run[0] / "best.pth").read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        validate(truncated)
+
+
 def test_validate_cli_prints_accuracy(digits_run):
     run, _ = digits_run
     proc = _cli("validate", str(run / "best.pth"))

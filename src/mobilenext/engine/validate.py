@@ -61,6 +61,8 @@ def validate(
     args = record.get("args", {})
     model_name = model or args.get("model")
     if not model_name:
+        if checkpoint:
+            read_state_dict(checkpoint)  # a missing or damaged file gets its own sentence first
         raise ConfigError("pass --model: the checkpoint is a plain weights file and does not name its model.")
     if data is None and dataset is None:
         data, dataset = args.get("data"), args.get("dataset", "")
