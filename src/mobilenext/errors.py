@@ -5,7 +5,18 @@ The CLI prints these as a single line; anything else is a bug and keeps its trac
 
 from __future__ import annotations
 
-__all__ = ["MobileNeXtError", "ConfigError", "UnknownModelError", "CheckpointError", "ImageError"]
+import importlib
+from types import ModuleType
+
+__all__ = [
+    "MobileNeXtError",
+    "ConfigError",
+    "UnknownModelError",
+    "CheckpointError",
+    "ImageError",
+    "MissingDependencyError",
+    "require",
+]
 
 
 class MobileNeXtError(Exception):
@@ -26,3 +37,18 @@ class CheckpointError(MobileNeXtError, RuntimeError):
 
 class ImageError(MobileNeXtError, ValueError):
     """A file that cannot be decoded as an image."""
+
+
+class MissingDependencyError(MobileNeXtError, ImportError):
+    """An optional package (an extra such as ``[onnx]`` or ``[tflite]``) that is not installed."""
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import ``module`` or say which extra of mobilenext installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        package = module.split(".")[0]
+        raise MissingDependencyError(
+            f"{package} is not installed ({error}); install it with: pip install 'mobilenext[{extra}]'"
+        ) from None

@@ -12,10 +12,8 @@ from typing import Any
 
 import torch
 
-from .. import create_model
 from ..data import DATA_DEFAULTS, create_loader, create_transforms, open_datasets, resolve_transform_config
-from ..errors import ConfigError
-from ..models.checkpoint import classifier_classes, load_checkpoint, read_state_dict, to_model_layout
+from ..models.checkpoint import restore_model
 from .distributed import cleanup, init_distributed
 from .evaluate import evaluate
 from .train import default_workers
@@ -23,20 +21,6 @@ from .train import default_workers
 __all__ = ["validate"]
 
 log = logging.getLogger("mobilenext")
-
-
-def _training_record(path: Path) -> dict[str, Any]:
-    """The run settings stored beside the weights in a training checkpoint ({} for a plain weights file)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a torch file (safetensors) or damaged: read_state_dict explains the latter
-        return {}
-    if not isinstance(state, dict):
-        return {}
-    record = {"has_ema": "state_dict_ema" in state}
-    if isinstance(state.get("args"), dict):
-        record.update(args=state["args"], data_config=state.get("data_config", {}), metrics=state.get("metrics", {}))
-    return record
 
 
 def validate(
@@ -57,29 +41,18 @@ def validate(
     num_classes: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint``; arguments left ``None`` come from the checkpoint's run, then the defaults."""
-    record = _training_record(Path(checkpoint)) if checkpoint else {}
+    net, record = restore_model(checkpoint, model, use_ema=use_ema, num_classes=num_classes)
     args = record.get("args", {})
-    model_name = model or args.get("model")
-    if not model_name:
-        if checkpoint:
-            read_state_dict(checkpoint)  # a missing or damaged file gets its own sentence first
-        raise ConfigError("pass --model: the checkpoint is a plain weights file and does not name its model.")
     if data is None and dataset is None:
         data, dataset = args.get("data"), args.get("dataset", "")
-    split = split or args.get("val_split")
-    datasets = open_datasets(data, dataset or "", train_split=None, val_split=split)
+    datasets = open_datasets(data, dataset or "", train_split=None, val_split=split or args.get("val_split"))
+    if not checkpoint and num_classes is None and datasets.classes:
+        net.reset_classifier(len(datasets.classes))
+    model_name = record["model"]
 
     dist = init_distributed(device)
     try:
-        state_dict = None
-        if checkpoint:
-            probe = create_model(model_name)
-            state_dict = to_model_layout(read_state_dict(checkpoint, use_ema=use_ema), probe)
-            num_classes = num_classes or classifier_classes(state_dict, probe)
-        net = create_model(model_name, num_classes=num_classes or len(datasets.classes) or 1000)
-        if state_dict is not None:
-            load_checkpoint(net, state_dict)
-        elif dist.is_main:
+        if not checkpoint and dist.is_main:
             log.warning(f"no --checkpoint: {model_name} has random weights.")
         net.to(dist.device)
         if channels_last:

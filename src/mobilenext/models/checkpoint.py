@@ -11,13 +11,14 @@ import argparse
 import pickle
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from timm.models import load_state_dict as timm_load_state_dict
 from torch import nn
 
 from .._io import atomic_path
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from .official import is_official_layout, official_to_ours
 
 __all__ = [
@@ -30,6 +31,8 @@ __all__ = [
     "checkpoint_filter_fn",
     "convert_checkpoint",
     "matching_models",
+    "read_training_record",
+    "restore_model",
 ]
 
 
@@ -232,3 +235,51 @@ def convert_checkpoint(
     metadata = {"architecture": model_name, "layout": layout, "num_classes": str(model.num_classes)}
     save_safetensors(state_dict, dst, metadata=metadata)
     return model_name
+
+
+def read_training_record(path: str | Path) -> dict[str, Any]:
+    """The run settings stored beside the weights by ``mobilenext train`` ({} for a plain weights file).
+
+    Keys: ``has_ema``, and for training checkpoints ``args`` (the run's flags), ``data_config`` (input size,
+    crop, normalisation) and ``metrics``.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a torch file (safetensors) or damaged: read_state_dict explains the latter
+        return {}
+    if not isinstance(state, dict):
+        return {}
+    record: dict[str, Any] = {"has_ema": "state_dict_ema" in state}
+    if isinstance(state.get("args"), dict):
+        record.update(args=state["args"], data_config=state.get("data_config", {}), metrics=state.get("metrics", {}))
+    return record
+
+
+def restore_model(
+    checkpoint: str | Path | None,
+    model: str | None = None,
+    use_ema: bool = True,
+    num_classes: int | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the model a checkpoint was trained as and load its weights; return it with its training record.
+
+    ``model`` is needed only for plain weight files, which do not name their model. The class count comes
+    from ``num_classes``, else the checkpoint's classifier. Without a checkpoint the model has random weights.
+    """
+    from .. import create_model  # the package root imports this module
+
+    record = read_training_record(checkpoint) if checkpoint else {}
+    name = model or record.get("args", {}).get("model")
+    if not name:
+        if checkpoint:
+            read_state_dict(checkpoint)  # a missing or damaged file gets its own sentence first
+        raise ConfigError("pass --model: the checkpoint is a plain weights file and does not name its model.")
+    record["model"] = name
+    if not checkpoint:
+        return create_model(name, **({"num_classes": num_classes} if num_classes else {})), record
+    probe = create_model(name)
+    state_dict = to_model_layout(read_state_dict(checkpoint, use_ema=use_ema), probe)
+    classes = num_classes or classifier_classes(state_dict, probe)
+    net = create_model(name, **({"num_classes": classes} if classes else {}))
+    load_checkpoint(net, state_dict)
+    return net, record
