@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from torch import nn
 
 
 def make_image_folder(
@@ -37,3 +39,19 @@ def make_image_folder(
             whole = (first / "0.png").read_bytes()
             (first / f"truncated{'' if i == 0 else i}.png").write_bytes(whole[: len(whole) // 2])
     return root
+
+
+@torch.no_grad()
+def randomise_norms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BN statistics and classifier, as after training, so a wrong fold or export cannot pass by
+    accident (freshly initialised models give near-zero logits that any error would hide in)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+        elif isinstance(m, nn.Linear):
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features**0.5)
+    return model.eval()

@@ -100,3 +100,16 @@ def test_authors_in_place_identity_does_export_as_scatter():
     block = OfficialMobileNeXt(0.35, identity_multiplier=0.5).features[4]
     ops = _exported_ops(block, torch.randn(1, block.conv[0].in_channels, 8, 8))
     assert any(("scatter" in op) or ("copy_" in op) or ("index_put" in op) for op in ops), ops
+
+
+def test_eager_inference_adds_in_place_with_the_same_result():
+    """Without autograd the partial shortcut is added in place (no concat copy); values must not change."""
+    block = _block(0.5).eval()
+    x = torch.randn(2, 48, 8, 8)
+    original = x.clone()
+    with torch.no_grad():
+        in_place = block(x)
+    concatenated = block(x)  # autograd on: the add-and-concat form
+    assert concatenated.grad_fn is not None and "Cat" in concatenated.grad_fn.name()
+    torch.testing.assert_close(in_place, concatenated, rtol=0, atol=0)
+    assert torch.equal(x, original)  # the block's input is never written

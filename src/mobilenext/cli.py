@@ -100,6 +100,40 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .deploy.export import export_checkpoint
+
+    if args.checkpoint is None:
+        print(f"note: {args.model} has random weights; pass --checkpoint to export trained ones.", file=sys.stderr)
+    report = export_checkpoint(
+        args.model, args.checkpoint, args.output, args.format, int8=args.int8, data=args.data,
+        dataset=args.dataset or "", img_size=args.img_size, calibration_images=args.calibration_images,
+        verify_images=args.verify_images, num_classes=args.num_classes, threads=args.threads,
+    )
+    print(report.summary())
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from .deploy.benchmark import benchmark, profile_onnx
+    from .tables import format_table
+
+    if args.profile:
+        for model in args.models:
+            rows = profile_onnx(model, img_size=args.img_size, threads=args.threads)
+            print(f"onnxruntime kernel time of {model}, batch 1, {args.img_size} px, {args.threads} thread(s):")
+            print(format_table(rows[: args.profile], args.format), end="")
+        return 0
+    report = benchmark(
+        args.models, args.runtimes, img_size=args.img_size, threads=args.threads, rounds=args.rounds,
+        batch_size=args.batch_size, batch_rounds=args.batch_rounds, baseline=args.baseline,
+    )
+    print(report.table(args.format), end="")
+    if args.output:
+        print("wrote " + ", ".join(str(p) for p in report.save(args.output)))
+    return 0
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -165,6 +199,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("export", help="ONNX / TFLite (float or int8) / torch.export file, checked in its runtime",
+                       description="Export a model with BatchNorm folded, then run the file in its own runtime "
+                       "(onnxruntime, LiteRT, torch.export) on real images and compare with PyTorch.")
+    p.add_argument("--model", help="model name (default: the checkpoint's)")
+    p.add_argument("--checkpoint", help="training checkpoint or weights file (default: random weights)")
+    p.add_argument("--format", choices=("onnx", "tflite", "pt2"), default="onnx")
+    p.add_argument("--int8", action="store_true", help="8-bit post-training quantization (TFLite; PT2E)")
+    p.add_argument("-o", "--output", help="output file (default: MODEL[_int8].onnx|.tflite|.pt2 here)")
+    p.add_argument("--data", help="images for calibration and checks (default: the checkpoint's, else digits)")
+    p.add_argument("--dataset", help="timm dataset name (hfds/..., wds/...)")
+    p.add_argument("--img-size", type=int, help="input resolution (default: the checkpoint's, else the model's)")
+    p.add_argument("--calibration-images", type=int, default=256, help="training images observed for int8")
+    p.add_argument("--verify-images", type=int, default=64, help="held-out images to check (0: all)")
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--threads", type=int, help="runtime threads for the check")
+    p.set_defaults(func=_cmd_export)
+
+    from .deploy.benchmark import DEFAULT_MODELS, DEFAULT_RUNTIMES, RUNTIMES
+
+    p = sub.add_parser("benchmark", help="latency, throughput and memory against MobileNetV2 on several runtimes",
+                       description="Build each model on each runtime (exports are checked), then time all of them "
+                       "interleaved in one process. Model names: registered ones, or authors:mobilenext_100[_half_id] "
+                       "for the authors' forward.")
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="MODEL")
+    p.add_argument("--runtimes", nargs="+", default=list(DEFAULT_RUNTIMES), choices=RUNTIMES, metavar="RUNTIME",
+                   help=f"from {', '.join(RUNTIMES)} (default: all but tflite-int8)")
+    p.add_argument("--baseline", default="mobilenetv2_100", help="model the ratios divide by")
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--threads", type=int, default=1, help="threads of every runtime (1: the steadiest numbers)")
+    p.add_argument("--rounds", type=int, default=50, help="batch-1 calls per runner")
+    p.add_argument("-b", "--batch-size", type=int, default=32, help="batch of the throughput measurement")
+    p.add_argument("--batch-rounds", type=int, default=5, help="throughput calls per runner")
+    p.add_argument("-o", "--output", help="folder for benchmark.csv, benchmark.md and benchmark.png")
+    p.add_argument("--format", choices=TABLE_FORMATS, default="table")
+    p.add_argument("--profile", type=int, metavar="TOP", help="instead: onnxruntime kernel time by op, TOP ops")
+    p.set_defaults(func=_cmd_benchmark)
 
     p = sub.add_parser("plot", help="loss and accuracy curves of runs to PNG, optionally beside the authors'")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or their summary.csv)")

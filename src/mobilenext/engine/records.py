@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 
 from .._io import atomic_path
+from .._plot import pyplot, save_png
 from ..data.reference import REFERENCE_RUNS, read_summary, reference_summary
-from ..errors import MobileNeXtError
 
 __all__ = ["AUTHORS_COLUMNS", "write_summary", "read_summary", "write_args", "add_log_file", "plot_runs"]
 
@@ -48,13 +48,7 @@ def add_log_file(path: Path) -> logging.Handler:
 
 def plot_runs(run_dirs: list[Path], output: Path, reference: str | None = None) -> Path:
     """Loss and top-1 curves of ``run_dirs`` (and optionally one of the authors' runs) as a PNG."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MobileNeXtError("plotting needs matplotlib: pip install 'mobilenext[plot]'.") from None
+    plt = pyplot()
     curves = [(run.name, read_summary(run / "summary.csv" if run.is_dir() else run)) for run in run_dirs]
     if reference:
         curves.append((f"authors: {REFERENCE_RUNS.get(reference, reference)}", reference_summary(reference)))
@@ -71,8 +65,4 @@ def plot_runs(run_dirs: list[Path], output: Path, reference: str | None = None) 
     for ax in (ax_loss, ax_top1):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return output
+    return save_png(fig, output)

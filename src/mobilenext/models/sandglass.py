@@ -50,6 +50,17 @@ def identity_channels(channels: int, identity_multiplier: float) -> int:
     return max(1, int(round(channels * identity_multiplier)))
 
 
+def _eager_inference() -> bool:
+    """Running eagerly without autograd: not training, not traced, compiled or exported."""
+    return not (
+        torch.is_grad_enabled()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+        or torch.jit.is_tracing()
+        or torch.fx._symbolic_trace.is_fx_tracing()
+    )
+
+
 class SandglassBlock(nn.Module):
     """Sandglass block: depthwise (wide) -> 1x1 reduce (linear) -> 1x1 expand -> depthwise (wide, linear).
 
@@ -135,8 +146,12 @@ class SandglassBlock(nn.Module):
         k = self.identity_chs
         if k == self.out_chs:
             return x + shortcut
-        # Add on the first k channels and concatenate the rest. The authors' in-place
-        # `x[:, :k] += shortcut[:, :k]` exports as a ScatterND / dynamic-update-slice and blocks fusion.
+        if _eager_inference():
+            # x is this block's own fresh output: adding in place touches only k channels, no copy.
+            x[:, :k] += shortcut[:, :k]
+            return x
+        # For autograd and for graph capture (export, compile) add on the first k channels and concatenate
+        # the rest: an in-place slice add exports as ScatterND / dynamic-update-slice and blocks fusion.
         return torch.cat([x[:, :k] + shortcut[:, :k], x[:, k:]], dim=1)
 
     def extra_repr(self) -> str:

@@ -1,0 +1,255 @@
+"""``mobilenext benchmark``: MobileNeXt against MobileNetV2 on the runtimes people deploy with.
+
+Every (model, runtime) pair is built first (exported files are checked against PyTorch like any export),
+then all pairs are timed *interleaved* in one process: each round calls every runner once, in a shuffled
+order, so drift in the machine's speed (other jobs, thermal state) hits all of them alike. The table gives
+medians and ratios to the baseline on the same runtime, with the same threads and the same input.
+
+Peak memory is approximate: the growth of the process's resident set (``VmHWM``) from before a runner was
+built to the end of one batch, read from ``/proc`` (Linux only; blank elsewhere).
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .._io import atomic_path
+from .._plot import pyplot, save_png
+from ..errors import ConfigError, UnknownModelError
+from ..tables import format_table
+from .export import export_model
+from .runtimes import OnnxRunner, Runner, TorchRunner, open_runner
+from .samples import sample_images
+
+__all__ = ["RUNTIMES", "DEFAULT_MODELS", "BenchmarkReport", "benchmark", "build_model", "profile_onnx", "top1_of"]
+
+RUNTIMES = ("eager", "compiled", "onnxruntime", "tflite", "tflite-int8")
+DEFAULT_RUNTIMES = ("eager", "compiled", "onnxruntime", "tflite")
+DEFAULT_MODELS = ("mobilenext_100", "mobilenext_100_half_id", "mobilenetv2_100")
+AUTHORS = "authors:"  # prefix: the authors' forward (in-place slice add), e.g. authors:mobilenext_100_half_id
+
+
+def build_model(spec: str) -> nn.Module:
+    """A registered model name, or ``authors:mobilenext_WWW[_half_id]`` for the authors' module and forward."""
+    from .. import create_model
+    from ..models.official import OfficialMobileNeXt
+
+    if spec.startswith(AUTHORS):
+        match = re.fullmatch(r"mobilenext_(\d{3})(_half_id)?", spec[len(AUTHORS):])
+        if match is None:
+            raise UnknownModelError(f"{spec!r}: the authors' forward exists for mobilenext_WWW[_half_id] only.")
+        width, half = int(match[1]) / 100, bool(match[2])
+        return OfficialMobileNeXt(width_mult=width, identity_multiplier=0.5 if half else 1.0).eval()
+    return create_model(spec).eval()
+
+
+def top1_of(spec: str) -> float | None:
+    """ImageNet top-1 (%) the paper (or the authors' runs, or the MobileNetV2 paper) reports for a model."""
+    from ..models.baselines import BASELINE_FIGURES
+    from ..models.mobilenext import AUTHORS_TOP1, PAPER_FIGURES
+
+    name = spec.removeprefix(AUTHORS)
+    figures = {**BASELINE_FIGURES, **PAPER_FIGURES}
+    return figures[name]["top1"] if name in figures else AUTHORS_TOP1.get(name)
+
+
+def _proc_status_mb(field_name: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Make ``VmHWM`` start again from the current resident set (Linux ``clear_refs`` 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class _Entry:
+    model: str
+    runtime: str
+    runner: Runner
+    peak_mb: float | None = None
+    latencies: list[float] = field(default_factory=list)  # batch 1, seconds
+    batch_times: list[float] = field(default_factory=list)  # batch N, seconds
+
+
+def _build_runner(
+    model: nn.Module, spec: str, runtime: str, workdir: Path, img_size: int, threads: int, images: torch.Tensor,
+) -> Runner:
+    if runtime in ("eager", "compiled"):
+        return TorchRunner(model, compiled=runtime == "compiled", threads=threads)
+    name = re.sub(r"[^\w.-]", "_", spec)
+    path = workdir / f"{name}-{runtime}{'.onnx' if runtime == 'onnxruntime' else '.tflite'}"
+    int8 = runtime == "tflite-int8"
+    export_model(model, path, img_size=img_size, int8=int8, calibration=images if int8 else None,
+                 verify=images[:4], threads=threads)
+    return open_runner(path, threads=threads)
+
+
+def _build_entry(spec: str, runtime: str, workdir: Path, img_size: int, threads: int, images: torch.Tensor,
+                 batch: np.ndarray) -> _Entry:
+    gc.collect()
+    before = _proc_status_mb("VmRSS")
+    runner = _build_runner(build_model(spec), spec, runtime, workdir, img_size, threads, images)
+    runner(batch[:1])  # warm-up, and for torch.compile the compilations, before the peak is read
+    runner(batch)
+    peak = None
+    if before is not None and _reset_peak_rss():
+        runner(batch)
+        peak = _proc_status_mb("VmHWM") - before
+    return _Entry(spec, runtime, runner, peak)
+
+
+def _time_call(runner: Runner, x: np.ndarray) -> float:
+    start = time.perf_counter()
+    runner(x)
+    return time.perf_counter() - start
+
+
+def _interleaved(entries: list[_Entry], x: np.ndarray, rounds: int, warmup: int, bar: tqdm, attr: str) -> None:
+    order = list(entries)
+    shuffle = random.Random(0).shuffle
+    for round_index in range(warmup + rounds):
+        shuffle(order)
+        for entry in order:
+            seconds = _time_call(entry.runner, x)
+            if round_index >= warmup:
+                getattr(entry, attr).append(seconds)
+            bar.update()
+
+
+@dataclass
+class BenchmarkReport:
+    rows: list[dict[str, Any]]
+    settings: dict[str, Any]
+
+    def table(self, fmt: str = "table") -> str:
+        return format_table(self.rows, fmt)
+
+    def save(self, folder: str | Path) -> list[Path]:
+        """``benchmark.csv``, ``benchmark.md`` (settings + table) and ``benchmark.png`` in ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = ", ".join(f"{k} {v}" for k, v in self.settings.items())
+        written = []
+        for name, text in (("benchmark.csv", self.table("csv")),
+                           ("benchmark.md", f"Settings: {settings}.\n\n{self.table('markdown')}")):
+            with atomic_path(folder / name) as tmp:
+                tmp.write_text(text)
+            written.append(folder / name)
+        written.append(self.plot(folder / "benchmark.png"))
+        return written
+
+    def plot(self, output: Path) -> Path:
+        """Paper top-1 against measured batch-1 latency: one panel per runtime."""
+        plt = pyplot()
+        runtimes = list(dict.fromkeys(row["runtime"] for row in self.rows))
+        fig, axes = plt.subplots(1, len(runtimes), figsize=(4.2 * len(runtimes), 3.8), squeeze=False)
+        for ax, runtime in zip(axes[0], runtimes):
+            for row in (r for r in self.rows if r["runtime"] == runtime and r["top1_paper"] is not None):
+                ax.scatter(row["p50_ms"], row["top1_paper"], s=40)
+                ax.annotate(row["model"], (row["p50_ms"], row["top1_paper"]), fontsize=7,
+                            xytext=(4, 3), textcoords="offset points")
+            ax.set(title=runtime, xlabel="batch-1 latency p50 (ms)", ylabel="ImageNet top-1 (%, published)")
+            ax.grid(alpha=0.3)
+        fig.suptitle(f"{self.settings.get('input')} px, {self.settings.get('threads')} thread(s)", fontsize=9)
+        return save_png(fig, output)
+
+
+def _rows(entries: list[_Entry], batch_size: int, baseline: str) -> list[dict[str, Any]]:
+    rows = []
+    for entry in entries:
+        p50, p90 = (float(np.percentile(entry.latencies, q)) * 1000 for q in (50, 90))
+        throughput = batch_size / float(np.median(entry.batch_times)) if entry.batch_times else None
+        rows.append({"model": entry.model, "runtime": entry.runtime, "p50_ms": p50, "p90_ms": p90,
+                     f"img_s_b{batch_size}": throughput, "peak_mb": entry.peak_mb, "top1_paper": top1_of(entry.model)})
+    for row in rows:
+        base = next((r for r in rows if r["model"] == baseline and r["runtime"] == row["runtime"]), None)
+        row[f"p50_vs_{baseline}"] = row["p50_ms"] / base["p50_ms"] if base else None
+        key = f"img_s_b{batch_size}"
+        row[f"img_s_vs_{baseline}"] = row[key] / base[key] if base and row[key] and base[key] else None
+    return rows
+
+
+def benchmark(
+    models: Sequence[str] = DEFAULT_MODELS,
+    runtimes: Sequence[str] = DEFAULT_RUNTIMES,
+    img_size: int = 224,
+    threads: int = 1,
+    rounds: int = 50,
+    batch_size: int = 32,
+    batch_rounds: int = 5,
+    warmup: int = 5,
+    baseline: str = "mobilenetv2_100",
+    calibration_images: int = 64,
+    workdir: str | Path | None = None,
+    progress: bool = True,
+) -> BenchmarkReport:
+    """Build every (model, runtime) pair, then time them interleaved; see the module docstring."""
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown:
+        raise ConfigError(f"unknown runtime {unknown[0]!r}; choose from {', '.join(RUNTIMES)}.")
+    if rounds < 1 or batch_size < 1:
+        raise ConfigError("rounds and batch size must be at least 1.")
+    torch.set_num_threads(threads)
+    images = sample_images(build_model(models[0]), None, split="train", count=calibration_images, img_size=img_size)[0]
+    batch = np.ascontiguousarray(images[:1].expand(batch_size, -1, -1, -1).numpy())
+    with tempfile.TemporaryDirectory(prefix="mobilenext-bench-", dir=workdir) as tmp:
+        pairs = [(m, r) for m in models for r in runtimes]
+        entries = []
+        for spec, runtime in tqdm(pairs, desc="build (export, compile)", disable=not progress, leave=False):
+            entries.append(_build_entry(spec, runtime, Path(tmp), img_size, threads, images, batch))
+        total = (warmup + rounds + warmup + batch_rounds) * len(entries)
+        with tqdm(total=total, desc="interleaved timing", unit="call", disable=not progress, leave=False) as bar:
+            _interleaved(entries, batch[:1], rounds, warmup, bar, "latencies")
+            _interleaved(entries, batch, batch_rounds, warmup, bar, "batch_times")
+    settings = {"input": img_size, "threads": threads, "batch-1 rounds": rounds,
+                f"batch-{batch_size} rounds": batch_rounds, "torch": torch.__version__}
+    return BenchmarkReport(_rows(entries, batch_size, baseline), settings)
+
+
+def profile_onnx(model: str, img_size: int = 224, threads: int = 1, runs: int = 50,
+                 workdir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Where onnxruntime spends a batch-1 forward: kernel time per op type, largest first."""
+    import json
+
+    x = torch.randn(1, 3, img_size, img_size, generator=torch.Generator().manual_seed(0))
+    with tempfile.TemporaryDirectory(prefix="mobilenext-profile-", dir=workdir) as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_model(build_model(model), path, img_size=img_size, verify=x)
+        runner = OnnxRunner(path, threads=threads, profile_prefix=str(Path(tmp) / "ort"))
+        for _ in range(runs):
+            runner(x.numpy())
+        events = json.loads(Path(runner.session.end_profiling()).read_text())
+    totals: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            op = event["args"].get("op_name", "?")
+            totals[op] = totals.get(op, 0.0) + event["dur"] / 1000
+            counts[op] = counts.get(op, 0) + 1
+    grand = sum(totals.values()) or 1.0
+    return [{"op": op, "ms_per_run": ms / runs, "share": ms / grand, "nodes": counts[op] // runs}
+            for op, ms in sorted(totals.items(), key=lambda item: -item[1])]

@@ -1,0 +1,146 @@
+"""One calling convention for every runtime: ``runner(batch) -> logits`` on float32 NCHW numpy arrays.
+
+Exports are verified and benchmarked through these runners, so a number in a report always comes from
+the runtime a phone or server would use: PyTorch (eager or ``torch.compile``), onnxruntime, the LiteRT
+(TFLite) interpreter with XNNPACK, or a ``torch.export`` program.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError, require
+from .fuse import fuse
+
+__all__ = ["Runner", "TorchRunner", "OnnxRunner", "TFLiteRunner", "ExportedProgramRunner", "open_runner"]
+
+
+class Runner:
+    """Base class: ``name`` says which runtime, ``__call__`` maps an NCHW float32 batch to logits."""
+
+    name = "runner"
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TorchRunner(Runner):
+    """The fused model in PyTorch, eager or compiled with ``torch.compile`` (inductor), channels-last."""
+
+    def __init__(self, model: nn.Module, compiled: bool = False, threads: int | None = None):
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = fuse(model).to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model, dynamic=False) if compiled else self.model
+        self.name = "torch-compiled" if compiled else "torch-eager"
+
+    @torch.inference_mode()
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(memory_format=torch.channels_last)
+        return self.forward(x).float().numpy()
+
+
+class OnnxRunner(Runner):
+    """An ``.onnx`` file in onnxruntime's CPU provider with all graph optimisations."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int | None = None, profile_prefix: str | None = None):
+        ort = require("onnxruntime", "onnx")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        if profile_prefix:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+
+class TFLiteRunner(Runner):
+    """A ``.tflite`` file in the LiteRT interpreter (XNNPACK delegate on CPU).
+
+    int8 models take and give int8 tensors: the runner quantizes the input and dequantizes the logits with
+    the scales stored in the file, so callers always pass and get float32. The file holds batch 1; the
+    runner resizes the interpreter to the incoming batch where the graph allows it (a graph that slices
+    channels keeps batch 1 in its slice sizes) and otherwise runs the images one by one.
+    """
+
+    name = "tflite"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        litert = require("ai_edge_litert.interpreter", "tflite")
+        self.interpreter = litert.Interpreter(model_path=str(path), num_threads=threads or None)
+        self._allocate(None)
+        self.file_batch = self.batch
+        self.resizable = True
+
+    def _allocate(self, batch: int | None) -> None:
+        if batch is not None:
+            shape = list(self.interpreter.get_input_details()[0]["shape"])
+            self.interpreter.resize_tensor_input(self.input["index"], [batch, *shape[1:]], strict=False)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.batch = int(self.input["shape"][0])
+
+    def _invoke(self, batch: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        if self.input["dtype"] != np.float32:
+            scale, zero_point = self.input["quantization"]
+            info = np.iinfo(self.input["dtype"])
+            x = np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(self.input["dtype"])
+        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.invoke()
+        y = self.interpreter.get_tensor(self.output["index"])
+        if self.output["dtype"] != np.float32:
+            scale, zero_point = self.output["quantization"]
+            y = (y.astype(np.float32) - zero_point) * scale
+        return y
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) != self.batch and self.resizable:
+            self._allocate(len(batch))
+            if self.interpreter.get_output_details()[0]["shape"][0] != len(batch):
+                self.resizable = False
+                self._allocate(self.file_batch)
+        if len(batch) == self.batch:
+            return self._invoke(batch)
+        return np.concatenate([self._invoke(chunk) for chunk in np.split(batch, len(batch) // self.batch)])
+
+
+class ExportedProgramRunner(Runner):
+    """A ``torch.export`` program (``.pt2``) loaded back with ``torch.export.load``."""
+
+    name = "torch.export"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        if threads:
+            torch.set_num_threads(threads)
+        self.module = torch.export.load(str(path)).module()
+
+    @torch.inference_mode()
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.module(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
+
+
+_FILE_RUNNERS = {".onnx": OnnxRunner, ".tflite": TFLiteRunner, ".pt2": ExportedProgramRunner}
+
+
+def open_runner(path: str | Path, threads: int | None = None) -> Runner:
+    """The runner for an exported file, chosen by its suffix."""
+    path = Path(path)
+    if path.suffix not in _FILE_RUNNERS:
+        raise ConfigError(f"cannot run {path}: expected one of {', '.join(_FILE_RUNNERS)}.")
+    if not path.is_file():
+        raise ConfigError(f"exported model {path} does not exist.")
+    return _FILE_RUNNERS[path.suffix](path, threads=threads)

@@ -1,0 +1,57 @@
+"""Real images for calibration and verification, prepared exactly as the model saw them in evaluation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import DATA_DEFAULTS, UnreadableImage, create_transforms, open_datasets, resolve_transform_config
+from ..errors import ConfigError
+
+__all__ = ["sample_images", "input_config"]
+
+
+def input_config(model: nn.Module, data_kind: str, stored: dict[str, Any] | None, img_size: int | None) -> dict:
+    """Input size, crop and normalisation: ``img_size`` if given, else the checkpoint's, the dataset's, the model's."""
+    defaults = {**DATA_DEFAULTS.get(data_kind, {}), **(stored or {})}
+    return resolve_transform_config(model, defaults, {"img_size": img_size})
+
+
+def sample_images(
+    model: nn.Module,
+    data: str | None = None,
+    dataset: str = "",
+    split: str = "val",
+    count: int = 64,
+    stored_config: dict[str, Any] | None = None,
+    img_size: int | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` images (and labels) drawn at random from a split, through the model's evaluation transform.
+
+    ``split="train"`` is for calibration, any other for verification and accuracy, so the two never share
+    images. ``count=0`` takes the whole split. Unreadable images are skipped.
+    """
+    train = split == "train"
+    datasets = open_datasets(data, dataset, train_split="train" if train else None,
+                             val_split=None if train or split == "val" else split)
+    source = datasets.train if train else datasets.val
+    config = input_config(model, datasets.kind, stored_config, img_size)
+    source.transform = create_transforms(config)[1]
+    order = np.random.default_rng(seed).permutation(len(source))
+    images, labels = [], []
+    for index in order:
+        if count and len(images) == count:
+            break
+        try:
+            image, label = source[int(index)]
+        except UnreadableImage:
+            continue
+        images.append(image)
+        labels.append(int(label))
+    if not images:
+        raise ConfigError(f"no readable images in the {split} split of {datasets.description}.")
+    return torch.stack(images), torch.tensor(labels)
