@@ -136,6 +136,8 @@ def test_unreadable_images_are_skipped_and_finetuning_resets_the_head(tmp_path, 
     rows = _summary(run)
     assert len(rows) == 2 and all(int(r["skipped_images"]) >= 2 for r in rows)  # 2 bad in val every epoch
     assert result["model"]["images"] == 12
+    assert str(run) in (run / "log.txt").read_text()
+    assert str(run) not in (digits_run[0] / "log.txt").read_text()  # each run logs to its own file only
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -245,10 +245,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is at the time of the record, not at the time of the handler:
+    ``main()`` may run under a redirected stdout (pytest's capture, ``contextlib.redirect_stdout``) that
+    is closed by the time a later call logs."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
+
+
 def _setup_logging() -> None:
     logger = logging.getLogger("mobilenext")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _StdoutHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

@@ -1,5 +1,32 @@
-"""Deployment: the inference form of a model (BN folded into convs); export and benchmarks follow."""
+"""Deployment: the inference form (BN folded), exports checked in their runtimes, int8, and benchmarks.
 
+Optional packages load only when used: ``pip install 'mobilenext[onnx]'`` for ONNX / onnxruntime,
+``'mobilenext[tflite]'`` for litert-torch and the LiteRT interpreter.
+"""
+
+from .benchmark import BenchmarkReport, benchmark, profile_onnx
+from .export import EXPORT_FORMATS, ExportError, ExportReport, export_checkpoint, export_model
 from .fuse import fuse
+from .quantize import quantize_pt2e
+from .runtimes import ExportedProgramRunner, OnnxRunner, Runner, TFLiteRunner, TorchRunner, open_runner
+from .samples import sample_images
 
-__all__ = ["fuse"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "BenchmarkReport",
+    "ExportError",
+    "ExportReport",
+    "ExportedProgramRunner",
+    "OnnxRunner",
+    "Runner",
+    "TFLiteRunner",
+    "TorchRunner",
+    "benchmark",
+    "export_checkpoint",
+    "export_model",
+    "fuse",
+    "open_runner",
+    "profile_onnx",
+    "quantize_pt2e",
+    "sample_images",
+]

@@ -5,8 +5,9 @@ then all pairs are timed *interleaved* in one process: each round calls every ru
 order, so drift in the machine's speed (other jobs, thermal state) hits all of them alike. The table gives
 medians and ratios to the baseline on the same runtime, with the same threads and the same input.
 
-Peak memory is approximate: the growth of the process's resident set (``VmHWM``) from before a runner was
-built to the end of one batch, read from ``/proc`` (Linux only; blank elsewhere).
+Peak memory is approximate: the growth of the process's resident set from before a runner is loaded
+(exports are written earlier) to its high-water mark (``VmHWM``) over one batch, after warm-up; read from
+``/proc`` (Linux only; blank elsewhere). It counts weights, the runtime's buffers and activations.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import random
 import re
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from .export import export_model
 from .runtimes import OnnxRunner, Runner, TorchRunner, open_runner
 from .samples import sample_images
 
-__all__ = ["RUNTIMES", "DEFAULT_MODELS", "BenchmarkReport", "benchmark", "build_model", "profile_onnx", "top1_of"]
+__all__ = ["RUNTIMES", "DEFAULT_MODELS", "BenchmarkReport", "benchmark", "build_model", "interleaved_times",
+           "profile_onnx", "top1_of"]
 
 RUNTIMES = ("eager", "compiled", "onnxruntime", "tflite", "tflite-int8")
 DEFAULT_RUNTIMES = ("eager", "compiled", "onnxruntime", "tflite")
@@ -95,25 +97,26 @@ class _Entry:
     batch_times: list[float] = field(default_factory=list)  # batch N, seconds
 
 
-def _build_runner(
-    model: nn.Module, spec: str, runtime: str, workdir: Path, img_size: int, threads: int, images: torch.Tensor,
-) -> Runner:
+def _runner_factory(
+    spec: str, runtime: str, workdir: Path, img_size: int, threads: int, images: torch.Tensor
+) -> Callable[[], Runner]:
+    """What builds the runner; exports happen here, before memory is measured, and are checked."""
     if runtime in ("eager", "compiled"):
-        return TorchRunner(model, compiled=runtime == "compiled", threads=threads)
+        return lambda: TorchRunner(build_model(spec), compiled=runtime == "compiled", threads=threads)
     name = re.sub(r"[^\w.-]", "_", spec)
     path = workdir / f"{name}-{runtime}{'.onnx' if runtime == 'onnxruntime' else '.tflite'}"
     int8 = runtime == "tflite-int8"
-    export_model(model, path, img_size=img_size, int8=int8, calibration=images if int8 else None,
+    export_model(build_model(spec), path, img_size=img_size, int8=int8, calibration=images if int8 else None,
                  verify=images[:4], threads=threads)
-    return open_runner(path, threads=threads)
+    return lambda: open_runner(path, threads=threads)
 
 
-def _build_entry(spec: str, runtime: str, workdir: Path, img_size: int, threads: int, images: torch.Tensor,
-                 batch: np.ndarray) -> _Entry:
+def _build_entry(spec: str, runtime: str, make_runner: Callable[[], Runner], batch: np.ndarray) -> _Entry:
+    """Build and warm up a runner (for torch.compile: compile), reading its memory on the way."""
     gc.collect()
     before = _proc_status_mb("VmRSS")
-    runner = _build_runner(build_model(spec), spec, runtime, workdir, img_size, threads, images)
-    runner(batch[:1])  # warm-up, and for torch.compile the compilations, before the peak is read
+    runner = make_runner()
+    runner(batch[:1])
     runner(batch)
     peak = None
     if before is not None and _reset_peak_rss():
@@ -128,16 +131,23 @@ def _time_call(runner: Runner, x: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
-def _interleaved(entries: list[_Entry], x: np.ndarray, rounds: int, warmup: int, bar: tqdm, attr: str) -> None:
-    order = list(entries)
+def interleaved_times(
+    runners: Sequence[Runner], x: np.ndarray, rounds: int, warmup: int = 5, bar: tqdm | None = None
+) -> list[list[float]]:
+    """Seconds per call of each runner on ``x``: every round calls all runners once, in a fresh shuffled
+    order, and the first ``warmup`` rounds are not kept. One list per runner, in the order given."""
+    times: list[list[float]] = [[] for _ in runners]
+    order = list(range(len(runners)))
     shuffle = random.Random(0).shuffle
     for round_index in range(warmup + rounds):
         shuffle(order)
-        for entry in order:
-            seconds = _time_call(entry.runner, x)
+        for i in order:
+            seconds = _time_call(runners[i], x)
             if round_index >= warmup:
-                getattr(entry, attr).append(seconds)
-            bar.update()
+                times[i].append(seconds)
+            if bar is not None:
+                bar.update()
+    return times
 
 
 @dataclass
@@ -218,13 +228,17 @@ def benchmark(
     batch = np.ascontiguousarray(images[:1].expand(batch_size, -1, -1, -1).numpy())
     with tempfile.TemporaryDirectory(prefix="mobilenext-bench-", dir=workdir) as tmp:
         pairs = [(m, r) for m in models for r in runtimes]
-        entries = []
-        for spec, runtime in tqdm(pairs, desc="build (export, compile)", disable=not progress, leave=False):
-            entries.append(_build_entry(spec, runtime, Path(tmp), img_size, threads, images, batch))
+        factories = [_runner_factory(spec, runtime, Path(tmp), img_size, threads, images)
+                     for spec, runtime in tqdm(pairs, desc="export", disable=not progress, leave=False)]
+        entries = [_build_entry(spec, runtime, factory, batch) for (spec, runtime), factory
+                   in tqdm(list(zip(pairs, factories)), desc="build, warm up", disable=not progress, leave=False)]
         total = (warmup + rounds + warmup + batch_rounds) * len(entries)
         with tqdm(total=total, desc="interleaved timing", unit="call", disable=not progress, leave=False) as bar:
-            _interleaved(entries, batch[:1], rounds, warmup, bar, "latencies")
-            _interleaved(entries, batch, batch_rounds, warmup, bar, "batch_times")
+            runners = [entry.runner for entry in entries]
+            latencies = interleaved_times(runners, batch[:1], rounds, warmup, bar)
+            batch_times = interleaved_times(runners, batch, batch_rounds, warmup, bar)
+    for entry, latency, batch_time in zip(entries, latencies, batch_times):
+        entry.latencies, entry.batch_times = latency, batch_time
     settings = {"input": img_size, "threads": threads, "batch-1 rounds": rounds,
                 f"batch-{batch_size} rounds": batch_rounds, "torch": torch.__version__}
     return BenchmarkReport(_rows(entries, batch_size, baseline), settings)

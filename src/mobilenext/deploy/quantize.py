@@ -37,4 +37,8 @@ def quantize_pt2e(model: nn.Module, calibration: torch.Tensor) -> tuple[nn.Modul
     prepared = prepare_pt2e(graph, quantizer)
     for image in calibration.split(1):
         prepared(image)
-    return move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=False)), quantizer
+    quantized = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=False))
+    # move_exported_model_to_eval rewrites the graph's train-mode ops but leaves the module's `training`
+    # flag set, and litert-torch reads the flag (it warns about converting a training-mode model).
+    nn.Module.train(quantized, False)
+    return quantized, quantizer

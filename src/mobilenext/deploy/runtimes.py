@@ -69,10 +69,11 @@ class OnnxRunner(Runner):
 class TFLiteRunner(Runner):
     """A ``.tflite`` file in the LiteRT interpreter (XNNPACK delegate on CPU).
 
-    int8 models take and give int8 tensors: the runner quantizes the input and dequantizes the logits with
-    the scales stored in the file, so callers always pass and get float32. The file holds batch 1; the
-    runner resizes the interpreter to the incoming batch where the graph allows it (a graph that slices
-    channels keeps batch 1 in its slice sizes) and otherwise runs the images one by one.
+    The file holds batch 1, the phone's case, and a batch is run one image after another: resizing the
+    interpreter works for some graphs and not others (a channel slice keeps batch 1 in its sizes), and a
+    throughput figure should not depend on which. int8 models take and give int8 tensors: the runner
+    quantizes the input and dequantizes the logits with the scales in the file, so callers always pass and
+    get float32.
     """
 
     name = "tflite"
@@ -80,21 +81,12 @@ class TFLiteRunner(Runner):
     def __init__(self, path: str | Path, threads: int | None = None):
         litert = require("ai_edge_litert.interpreter", "tflite")
         self.interpreter = litert.Interpreter(model_path=str(path), num_threads=threads or None)
-        self._allocate(None)
-        self.file_batch = self.batch
-        self.resizable = True
-
-    def _allocate(self, batch: int | None) -> None:
-        if batch is not None:
-            shape = list(self.interpreter.get_input_details()[0]["shape"])
-            self.interpreter.resize_tensor_input(self.input["index"], [batch, *shape[1:]], strict=False)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
-        self.batch = int(self.input["shape"][0])
 
-    def _invoke(self, batch: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(batch, dtype=np.float32)
+    def _invoke(self, image: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(image, dtype=np.float32)
         if self.input["dtype"] != np.float32:
             scale, zero_point = self.input["quantization"]
             info = np.iinfo(self.input["dtype"])
@@ -108,14 +100,7 @@ class TFLiteRunner(Runner):
         return y
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        if len(batch) != self.batch and self.resizable:
-            self._allocate(len(batch))
-            if self.interpreter.get_output_details()[0]["shape"][0] != len(batch):
-                self.resizable = False
-                self._allocate(self.file_batch)
-        if len(batch) == self.batch:
-            return self._invoke(batch)
-        return np.concatenate([self._invoke(chunk) for chunk in np.split(batch, len(batch) // self.batch)])
+        return np.concatenate([self._invoke(image[None]) for image in batch])
 
 
 class ExportedProgramRunner(Runner):

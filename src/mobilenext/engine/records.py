@@ -6,9 +6,11 @@ our runs and theirs plot and diff alike.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from .._io import atomic_path
 from .._plot import pyplot, save_png
 from ..data.reference import REFERENCE_RUNS, read_summary, reference_summary
 
-__all__ = ["AUTHORS_COLUMNS", "write_summary", "read_summary", "write_args", "add_log_file", "plot_runs"]
+__all__ = ["AUTHORS_COLUMNS", "write_summary", "read_summary", "write_args", "log_file", "plot_runs"]
 
 AUTHORS_COLUMNS = ("epoch", "train_loss", "eval_loss", "eval_prec1", "eval_prec5")
 
@@ -39,11 +41,23 @@ def write_args(path: Path, settings: dict[str, Any]) -> None:
         tmp.write_text(yaml.safe_dump(settings, sort_keys=False))
 
 
-def add_log_file(path: Path) -> logging.Handler:
+@contextlib.contextmanager
+def log_file(path: Path | None) -> Iterator[None]:
+    """Copy the ``mobilenext`` log to ``path`` (appending, so a resumed run keeps its history) while inside;
+    ``None`` logs nowhere extra. The handler leaves with the block, so a second run in the same process
+    does not write into the first one's log."""
+    if path is None:
+        yield
+        return
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    logging.getLogger("mobilenext").addHandler(handler)
-    return handler
+    logger = logging.getLogger("mobilenext")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def plot_runs(run_dirs: list[Path], output: Path, reference: str | None = None) -> Path:

@@ -47,7 +47,7 @@ from .config import TrainConfig
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from .evaluate import autocast, evaluate
 from .progress import Progress
-from .records import add_log_file, read_summary, write_args, write_summary
+from .records import log_file, read_summary, write_args, write_summary
 
 __all__ = ["TrainingDiverged", "train", "Trainer"]
 
@@ -232,11 +232,15 @@ class Trainer:
 
     # ---- the loop -----------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        cfg, main = self.cfg, self.dist.is_main
-        if main:
+        if self.dist.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files(self.output)
-            self._log_handler = add_log_file(self.output / "log.txt")
+        with log_file(self.output / "log.txt" if self.dist.is_main else None):
+            return self._run_epochs()
+
+    def _run_epochs(self) -> dict[str, Any]:
+        cfg, main = self.cfg, self.dist.is_main
+        if main:
             write_args(self.output / "args.yaml", {**cfg.to_dict(), "lr": self.lr})
             log.info(self._describe())
         barrier()
