@@ -15,6 +15,7 @@ Runs already trained in the output folder are reused (``--resume auto`` finishes
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 from pathlib import Path
 
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--calibration-images", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=200, help="interleaved batch-1 calls per file")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the training log, epoch by epoch
     rows = []
     for model in args.models:
         checkpoint = train_on_digits(model, args.output / model, args.epochs)

@@ -20,10 +20,12 @@ __all__ = ["fuse"]
 
 
 def _after_norm(norm: nn.BatchNorm2d) -> nn.Module:
-    """What remains of a norm layer once its affine transform lives in the conv."""
-    if isinstance(norm, BatchNormAct2d):
-        return nn.Sequential(norm.drop, norm.act)
-    return nn.Identity()
+    """What remains of a norm layer once its affine transform lives in the conv: its activation (and
+    dropout, if any), with no wrapper module, since each module call costs eager batch-1 inference time."""
+    if not isinstance(norm, BatchNormAct2d):
+        return nn.Identity()
+    kept = [m for m in (norm.drop, norm.act) if not isinstance(m, nn.Identity)]
+    return nn.Sequential(*kept) if len(kept) > 1 else (kept[0] if kept else nn.Identity())
 
 
 def _fuse_children(parent: nn.Module) -> int:

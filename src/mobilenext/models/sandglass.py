@@ -126,6 +126,10 @@ class SandglassBlock(nn.Module):
         self.out_chs = out_chs
         self.has_shortcut = shortcut and stride == 1 and in_chs == out_chs
         self.identity_chs = identity_channels(out_chs, identity_multiplier)
+        if self.has_shortcut and self.identity_chs < out_chs:
+            # 1 on the channels that receive the shortcut, 0 on the rest; not saved (the authors' layout).
+            mask = (torch.arange(out_chs) < self.identity_chs).float().view(1, out_chs, 1, 1)
+            self.register_buffer("identity_mask", mask, persistent=False)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0.0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -150,9 +154,11 @@ class SandglassBlock(nn.Module):
             # x is this block's own fresh output: adding in place touches only k channels, no copy.
             x[:, :k] += shortcut[:, :k]
             return x
-        # For autograd and for graph capture (export, compile) add on the first k channels and concatenate
-        # the rest: an in-place slice add exports as ScatterND / dynamic-update-slice and blocks fusion.
-        return torch.cat([x[:, :k] + shortcut[:, :k], x[:, k:]], dim=1)
+        # For autograd and graph capture (export, compile) a full-width add of the masked shortcut. An in-place
+        # slice add exports as ScatterND; slicing, adding and concatenating costs two copies and, in
+        # onnxruntime, the blocked (NCHWc) layout between blocks. The mask keeps the add fused into the
+        # conv before it: alpha 1/2 then runs as fast as alpha 1 there (measured: 1.005x vs 1.107x).
+        return x + shortcut * self.identity_mask.to(shortcut.dtype)
 
     def extra_repr(self) -> str:
         if not self.has_shortcut:
