@@ -31,8 +31,9 @@ SAME = {
 
 
 def test_every_packaged_recipe_loads_and_names_a_registered_model():
-    assert set(RECIPES) | {"digits"} == set(list_configs())
-    for name in list_configs():
+    classification = [name for name in list_configs() if not name.startswith("ssdlite")]  # detection: its tests
+    assert set(RECIPES) | {"digits"} == set(classification)
+    for name in classification:
         assert load_config(name)["model"] in list_models()
 
 

@@ -134,6 +134,69 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_detect_train(args: argparse.Namespace) -> int:
+    from .detection.engine import DetectionConfig, train_detector
+    from .engine.config import config_from_args
+
+    given = {k: v for k, v in vars(args).items() if k != "detect_command"}
+    train_detector(config_from_args(given, schema=DetectionConfig))
+    return 0
+
+
+def _cmd_detect_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .detection.engine import evaluate_detector, load_detector, open_detection_data
+    from .engine.distributed import init_distributed
+
+    dist = init_distributed(args.device)
+    model, record = load_detector(args.checkpoint, dist.device)
+    trained_on = record["args"]
+    data = open_detection_data(args.data or trained_on["data"], args.dataset or trained_on["dataset"], None,
+                               args.test_set or trained_on["test_set"], record["size"], classes=record["classes"])
+    if tuple(data.classes) != tuple(record["classes"]):
+        raise MobileNeXtError(f"the checkpoint's classes ({', '.join(record['classes'][:5])}, ...) are not the "
+                              f"dataset's ({', '.join(data.classes[:5])}, ...).")
+    from .detection.engine import detection_loader
+
+    loader = detection_loader(data.test, args.batch_size, args.workers, False, dist, 0)
+    metrics = evaluate_detector(model, loader, data.classes, data.kind, dist.device)
+    if args.json:
+        print(json.dumps({k: v for k, v in metrics.items() if k != "skipped_names"}, indent=2))
+        return 0
+    print(f"{record['model']} ({args.checkpoint}) on {data.description}:")
+    print("  " + "  ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items() if isinstance(v, float)))
+    for name, ap in metrics.get("ap50_per_class", {}).items():
+        print(f"    {name:>12}  AP50 {100 * ap:.2f}")
+    if metrics["skipped"]:
+        print(f"  skipped {metrics['skipped']} unreadable image(s): {'; '.join(metrics['skipped_names'][:5])}")
+    return 0
+
+
+def _cmd_detect_predict(args: argparse.Namespace) -> int:
+    from .detection.engine import load_detector
+    from .detection.predict import detect_images
+    from .inference import find_images
+
+    model, record = load_detector(args.checkpoint, args.device or "cpu")
+    images = find_images(args.images)
+    if not images:
+        raise MobileNeXtError(f"no images found in {', '.join(args.images)}.")
+    failed = 0
+    for path, result in detect_images(model, images, record["classes"], args.score_thresh, args.output):
+        if isinstance(result, Exception):
+            failed += 1
+            print(f"skipped: {result}", file=sys.stderr)
+            continue
+        print(f"{path}: {len(result['boxes'])} object(s)")
+        for box, label, score in zip(result["boxes"].tolist(), result["labels"].tolist(), result["scores"].tolist()):
+            print(f"  {score:6.2%}  {record['classes'][label - 1]:>12}  " + " ".join(f"{v:.0f}" for v in box))
+    print(f"drew the boxes into {args.output}/")
+    if failed == len(images):
+        raise MobileNeXtError("none of the images could be read.")
+    return 1 if failed else 0
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -236,6 +299,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=TABLE_FORMATS, default="table")
     p.add_argument("--profile", type=int, metavar="TOP", help="instead: onnxruntime kernel time by op, TOP ops")
     p.set_defaults(func=_cmd_benchmark)
+
+    p = sub.add_parser("detect", help="SSDLite object detection: train, eval, predict")
+    detect = p.add_subparsers(dest="detect_command", required=True, metavar="DETECT_COMMAND")
+    from .detection.engine import DetectionConfig
+
+    q = detect.add_parser("train", help="train an SSDLite detector on Pascal VOC or COCO",
+                          description="Settings: defaults < --config < flags. Under `torchrun` it runs DDP.")
+    add_config_arguments(q, DetectionConfig)
+    q.set_defaults(func=_cmd_detect_train)
+    q = detect.add_parser("eval", help="VOC mAP@0.5 (area and 11-point) or COCO AP of a detection checkpoint")
+    q.add_argument("checkpoint")
+    q.add_argument("--data", help="default: the dataset the checkpoint was trained on")
+    q.add_argument("--dataset", choices=("auto", "voc", "coco"))
+    q.add_argument("--test-set", help="VOC YEAR/SET or COCO split (default: the training run's)")
+    q.add_argument("-b", "--batch-size", type=int, default=16)
+    q.add_argument("-j", "--workers", type=int, default=4)
+    q.add_argument("--device")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_cmd_detect_eval)
+    q = detect.add_parser("predict", help="detect objects in images and draw them onto PNGs")
+    q.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    q.add_argument("--checkpoint", required=True, help="a `mobilenext detect train` checkpoint")
+    q.add_argument("-o", "--output", default="detections", help="folder for the PNGs [detections]")
+    q.add_argument("--score-thresh", type=float, default=0.3)
+    q.add_argument("--device")
+    q.set_defaults(func=_cmd_detect_predict)
 
     p = sub.add_parser("plot", help="loss and accuracy curves of runs to PNG, optionally beside the authors'")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or their summary.csv)")

@@ -28,12 +28,13 @@ __all__ = [
     "list_configs",
     "load_config",
     "parse_train_args",
+    "setting",
 ]
 
 DEFAULT_CONFIG = "digits"  # what `mobilenext train` runs when given neither --config nor --data
 
 
-def _opt(default: Any, help: str, *flags: str, **kwargs: Any):
+def setting(default: Any, help: str, *flags: str, **kwargs: Any):
     """A setting: ``flags`` override the derived ``--name-with-dashes``; ``kwargs`` go to ``add_argument``."""
     return field(default=default, metadata={"help": help, "flags": flags, **kwargs})
 
@@ -46,66 +47,66 @@ _FLOATS3 = {"type": float, "nargs": 3}
 @dataclass
 class TrainConfig:
     # model
-    model: str = _opt("mobilenext_100", "model name (`mobilenext models`); any timm model works too")
-    pretrained: str | None = _opt(None, "initial weights file (fine-tuning)", "--pretrained", "--initial-checkpoint")
-    num_classes: int | None = _opt(None, "default: the dataset's number of classes", type=int)
-    drop: float | None = _opt(None, "classifier dropout (default: the model's; 0.2 for MobileNeXt)", type=float)
-    drop_path: float | None = _opt(None, "stochastic depth rate (drop-connect in the authors' args)", type=float)
+    model: str = setting("mobilenext_100", "model name (`mobilenext models`); any timm model works too")
+    pretrained: str | None = setting(None, "initial weights file (fine-tuning)", "--pretrained", "--initial-checkpoint")
+    num_classes: int | None = setting(None, "default: the dataset's number of classes", type=int)
+    drop: float | None = setting(None, "classifier dropout (default: the model's; 0.2 for MobileNeXt)", type=float)
+    drop_path: float | None = setting(None, "stochastic depth rate (drop-connect in the authors' args)", type=float)
     # data
-    data: str | None = _opt(None, "dataset folder, .tar or CIFAR folder; omit for the embedded digits")
-    dataset: str = _opt("", "timm dataset name for other sources (hfds/NAME, wds/NAME, tfds/NAME)")
-    train_split: str = _opt("train", "training split (folder name or timm split)")
-    val_split: str | None = _opt(None, "held-out split (default: val/ or validation/)")
-    img_size: int | None = _opt(None, "input resolution (default: the dataset's, else the model's)", type=int)
-    crop_pct: float | None = _opt(None, "evaluation centre-crop fraction", type=float)
-    interpolation: str | None = _opt(None, "resize interpolation (bilinear, bicubic, ...)")
-    mean: tuple[float, ...] | None = _opt(None, "normalisation mean (3 values)", **_FLOATS3)
-    std: tuple[float, ...] | None = _opt(None, "normalisation std (3 values)", **_FLOATS3)
-    workers: int | None = _opt(None, "data loader processes per rank (default 4; 0 for the digits)", "-j", "--workers",
-                               type=int)
+    data: str | None = setting(None, "dataset folder, .tar or CIFAR folder; omit for the embedded digits")
+    dataset: str = setting("", "timm dataset name for other sources (hfds/NAME, wds/NAME, tfds/NAME)")
+    train_split: str = setting("train", "training split (folder name or timm split)")
+    val_split: str | None = setting(None, "held-out split (default: val/ or validation/)")
+    img_size: int | None = setting(None, "input resolution (default: the dataset's, else the model's)", type=int)
+    crop_pct: float | None = setting(None, "evaluation centre-crop fraction", type=float)
+    interpolation: str | None = setting(None, "resize interpolation (bilinear, bicubic, ...)")
+    mean: tuple[float, ...] | None = setting(None, "normalisation mean (3 values)", **_FLOATS3)
+    std: tuple[float, ...] | None = setting(None, "normalisation std (3 values)", **_FLOATS3)
+    workers: int | None = setting(None, "data loader processes per rank (default 4; 0 for the digits)",
+                                  "-j", "--workers", type=int)
     # augmentation (timm's)
-    scale: tuple[float, ...] | None = _opt(None, "random-resized-crop area range (default 0.08 1)", **_FLOATS2)
-    ratio: tuple[float, ...] | None = _opt(None, "random-resized-crop aspect range (default 3/4 4/3)", **_FLOATS2)
-    hflip: float | None = _opt(None, "horizontal flip probability (default 0.5; 0 for digits)", type=float)
-    color_jitter: float | None = _opt(None, "colour jitter strength (default 0.4)", type=float)
-    aa: str | None = _opt(None, "auto-augment policy, e.g. rand-m9-mstd0.5")
-    reprob: float = _opt(0.0, "random erasing probability", type=float)
-    remode: str = _opt("pixel", "random erasing mode")
-    recount: int = _opt(1, "random erasing count", type=int)
-    mixup: float = _opt(0.0, "mixup alpha (0: off)", type=float)
-    cutmix: float = _opt(0.0, "cutmix alpha (0: off)", type=float)
-    smoothing: float = _opt(0.1, "label smoothing", type=float)
+    scale: tuple[float, ...] | None = setting(None, "random-resized-crop area range (default 0.08 1)", **_FLOATS2)
+    ratio: tuple[float, ...] | None = setting(None, "random-resized-crop aspect range (default 3/4 4/3)", **_FLOATS2)
+    hflip: float | None = setting(None, "horizontal flip probability (default 0.5; 0 for digits)", type=float)
+    color_jitter: float | None = setting(None, "colour jitter strength (default 0.4)", type=float)
+    aa: str | None = setting(None, "auto-augment policy, e.g. rand-m9-mstd0.5")
+    reprob: float = setting(0.0, "random erasing probability", type=float)
+    remode: str = setting("pixel", "random erasing mode")
+    recount: int = setting(1, "random erasing count", type=int)
+    mixup: float = setting(0.0, "mixup alpha (0: off)", type=float)
+    cutmix: float = setting(0.0, "cutmix alpha (0: off)", type=float)
+    smoothing: float = setting(0.1, "label smoothing", type=float)
     # optimisation
-    epochs: int = _opt(100, "epochs to train", type=int)
-    batch_size: int = _opt(64, "batch size per process", "-b", "--batch-size", type=int)
-    lr: float | None = _opt(None, "learning rate (default: lr_base scaled to the global batch size)", type=float)
-    lr_base: float = _opt(0.1, "learning rate at global batch size lr_base_size", type=float)
-    lr_base_size: int = _opt(256, "global batch size lr_base refers to", type=int)
-    lr_base_scale: str = _opt("linear", "how lr grows with the batch size", choices=("linear", "sqrt"))
-    opt: str = _opt("sgd", "timm optimizer name (sgd, rmsproptf, adamw, ...)")
-    opt_eps: float | None = _opt(None, "optimizer epsilon", type=float)
-    momentum: float = _opt(0.9, "optimizer momentum", type=float)
-    weight_decay: float = _opt(1e-4, "weight decay (not applied to biases and norms)", type=float)
-    clip_grad: float | None = _opt(None, "clip gradient norm to this value", type=float)
-    sched: str = _opt("cosine", "timm scheduler (cosine, step, ...)")
-    warmup_epochs: int = _opt(0, "linear warm-up epochs", type=int)
-    warmup_lr: float = _opt(1e-5, "learning rate at the start of warm-up", type=float)
-    min_lr: float = _opt(0.0, "floor of the learning rate", type=float)
-    cooldown_epochs: int = _opt(0, "epochs at min_lr after the schedule ends (added to epochs)", type=int)
-    decay_epochs: float = _opt(90, "step scheduler: epochs between decays", type=float)
-    decay_rate: float = _opt(0.1, "step scheduler: decay factor", type=float)
-    model_ema: bool = _opt(False, "keep an exponential moving average of the weights", **_BOOL)
-    model_ema_decay: float = _opt(0.9998, "EMA decay per step", type=float)
+    epochs: int = setting(100, "epochs to train", type=int)
+    batch_size: int = setting(64, "batch size per process", "-b", "--batch-size", type=int)
+    lr: float | None = setting(None, "learning rate (default: lr_base scaled to the global batch size)", type=float)
+    lr_base: float = setting(0.1, "learning rate at global batch size lr_base_size", type=float)
+    lr_base_size: int = setting(256, "global batch size lr_base refers to", type=int)
+    lr_base_scale: str = setting("linear", "how lr grows with the batch size", choices=("linear", "sqrt"))
+    opt: str = setting("sgd", "timm optimizer name (sgd, rmsproptf, adamw, ...)")
+    opt_eps: float | None = setting(None, "optimizer epsilon", type=float)
+    momentum: float = setting(0.9, "optimizer momentum", type=float)
+    weight_decay: float = setting(1e-4, "weight decay (not applied to biases and norms)", type=float)
+    clip_grad: float | None = setting(None, "clip gradient norm to this value", type=float)
+    sched: str = setting("cosine", "timm scheduler (cosine, step, ...)")
+    warmup_epochs: int = setting(0, "linear warm-up epochs", type=int)
+    warmup_lr: float = setting(1e-5, "learning rate at the start of warm-up", type=float)
+    min_lr: float = setting(0.0, "floor of the learning rate", type=float)
+    cooldown_epochs: int = setting(0, "epochs at min_lr after the schedule ends (added to epochs)", type=int)
+    decay_epochs: float = setting(90, "step scheduler: epochs between decays", type=float)
+    decay_rate: float = setting(0.1, "step scheduler: decay factor", type=float)
+    model_ema: bool = setting(False, "keep an exponential moving average of the weights", **_BOOL)
+    model_ema_decay: float = setting(0.9998, "EMA decay per step", type=float)
     # runtime
-    amp: bool = _opt(False, "mixed precision (float16 on GPU, bfloat16 on CPU)", **_BOOL)
-    channels_last: bool = _opt(True, "channels-last memory format (3-4x faster depthwise convs on CPU)", **_BOOL)
-    compile: bool = _opt(False, "torch.compile the model", **_BOOL)
-    sync_bn: bool = _opt(False, "synchronise BatchNorm statistics across GPUs (DDP)", **_BOOL)
-    device: str | None = _opt(None, "cuda or cpu (default: cuda when available)")
-    seed: int = _opt(42, "random seed", type=int)
-    output: str | None = _opt(None, "run folder (default: runs/<model>-<time>)")
-    resume: str | None = _opt(None, "checkpoint to resume, or 'auto' for the run folder's last.pth")
-    log_interval: int = _opt(50, "steps between progress reports when not on a terminal", type=int)
+    amp: bool = setting(False, "mixed precision (float16 on GPU, bfloat16 on CPU)", **_BOOL)
+    channels_last: bool = setting(True, "channels-last memory format (3-4x faster depthwise convs on CPU)", **_BOOL)
+    compile: bool = setting(False, "torch.compile the model", **_BOOL)
+    sync_bn: bool = setting(False, "synchronise BatchNorm statistics across GPUs (DDP)", **_BOOL)
+    device: str | None = setting(None, "cuda or cpu (default: cuda when available)")
+    seed: int = setting(42, "random seed", type=int)
+    output: str | None = setting(None, "run folder (default: runs/<model>-<time>)")
+    resume: str | None = setting(None, "checkpoint to resume, or 'auto' for the run folder's last.pth")
+    log_interval: int = setting(50, "steps between progress reports when not on a terminal", type=int)
 
     def global_lr(self, world_size: int) -> float:
         """``lr`` if set, else ``lr_base`` scaled from ``lr_base_size`` to this run's global batch size."""
@@ -118,14 +119,16 @@ class TrainConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+def _fields(schema: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(schema)}
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--config`` and one flag per :class:`TrainConfig` field; flags not given stay absent."""
+def add_config_arguments(parser: argparse.ArgumentParser, schema: type = TrainConfig) -> None:
+    """Add ``--config`` and one flag per field of ``schema`` (a settings dataclass built with :func:`setting`);
+    flags not given stay absent, so a config file's values survive."""
     parser.add_argument("--config", default=argparse.SUPPRESS,
                         help=f"YAML recipe: a file or a packaged name ({', '.join(list_configs())})")
-    for name, f in _FIELDS.items():
+    for name, f in _fields(schema).items():
         meta = dict(f.metadata)
         flags = meta.pop("flags") or ("--" + name.replace("_", "-"),)
         default = f.default if f.default is not None else "unset"
@@ -149,9 +152,9 @@ def find_config(name_or_path: str) -> Path:
     raise ConfigError(f"config {name_or_path} is neither a file nor a packaged recipe ({', '.join(list_configs())}).")
 
 
-def _coerce(name: str, value: Any, source: str) -> Any:
+def _coerce(field_: dataclasses.Field, value: Any, source: str) -> Any:
     """Check a config value against the field's type, with one sentence per mistake."""
-    meta = _FIELDS[name].metadata
+    name, meta = field_.name, field_.metadata
     if value is None:
         return None
     try:
@@ -160,9 +163,10 @@ def _coerce(name: str, value: Any, source: str) -> Any:
                 raise ValueError("expected true or false")
             return value
         if "nargs" in meta:
-            if not isinstance(value, (list, tuple)) or len(value) != meta["nargs"]:
-                raise ValueError(f"expected a list of {meta['nargs']} numbers")
-            return tuple(meta["type"](v) for v in value)
+            count = meta["nargs"]
+            if not isinstance(value, (list, tuple)) or (len(value) != count if count != "+" else not value):
+                raise ValueError(f"expected a list of {'one or more' if count == '+' else count} values")
+            return tuple(meta.get("type", str)(v) for v in value)
         if meta.get("type") is int and not float(value).is_integer():
             raise ValueError("expected an integer")
         value = meta.get("type", str)(value)
@@ -173,8 +177,9 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         raise ConfigError(f"{source}: {name}: {value!r} is not valid ({e}).") from None
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
+def load_config(path: str | Path, schema: type = TrainConfig) -> dict[str, Any]:
     """Settings from a YAML file; keys may use dashes or underscores; unknown keys are an error."""
+    fields = _fields(schema)
     path = find_config(str(path))
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -185,28 +190,31 @@ def load_config(path: str | Path) -> dict[str, Any]:
     settings = {}
     for key, value in raw.items():
         name = str(key).replace("-", "_")
-        if name not in _FIELDS:
-            close = difflib.get_close_matches(name, _FIELDS, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "`mobilenext train --help` lists the settings."
+        if name not in fields:
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "the command's --help lists the settings."
             raise ConfigError(f"config {path}: unknown key {key!r}; {hint}")
-        settings[name] = _coerce(name, value, f"config {path}")
+        settings[name] = _coerce(fields[name], value, f"config {path}")
     return settings
 
 
-def config_from_args(args: argparse.Namespace | dict[str, Any], default_recipe: bool = True) -> TrainConfig:
-    """Merge defaults < config file < flags. Without ``--config`` or ``--data`` the digits recipe applies."""
+def config_from_args(
+    args: argparse.Namespace | dict[str, Any], default_recipe: bool = True, schema: type = TrainConfig
+) -> Any:
+    """Merge defaults < config file < flags into a ``schema`` instance. For training without ``--config``
+    or ``--data`` the digits recipe applies."""
     given = dict(vars(args) if isinstance(args, argparse.Namespace) else args)
     given.pop("func", None)
     given.pop("command", None)
     config = given.pop("config", None)
-    if config is None and given.get("data") is None and default_recipe:
+    if config is None and given.get("data") is None and default_recipe and schema is TrainConfig:
         config = DEFAULT_CONFIG
-    settings = load_config(config) if config else {}
-    unknown = set(given) - set(_FIELDS)
+    settings = load_config(config, schema) if config else {}
+    unknown = set(given) - set(_fields(schema))
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}.")
     settings.update(given)
-    return TrainConfig(**settings)
+    return schema(**settings)
 
 
 def parse_train_args(argv: Sequence[str]) -> TrainConfig:

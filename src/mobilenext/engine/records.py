@@ -10,7 +10,7 @@ import contextlib
 import csv
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,10 @@ __all__ = ["AUTHORS_COLUMNS", "write_summary", "read_summary", "write_args", "lo
 AUTHORS_COLUMNS = ("epoch", "train_loss", "eval_loss", "eval_prec1", "eval_prec5")
 
 
-def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Rewrite the whole file (it is small) so a kill mid-write never leaves a torn row."""
-    columns = list(AUTHORS_COLUMNS) + [k for row in rows for k in row if k not in AUTHORS_COLUMNS]
+def write_summary(path: Path, rows: list[dict[str, Any]], leading: Sequence[str] = AUTHORS_COLUMNS) -> None:
+    """Rewrite the whole file (it is small) so a kill mid-write never leaves a torn row. ``leading`` columns
+    come first (by default the authors' classification columns), then every other key in order of appearance."""
+    columns = list(leading) + [k for row in rows for k in row if k not in leading]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(columns)))
     writer.writeheader()

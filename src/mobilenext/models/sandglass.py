@@ -133,15 +133,21 @@ class SandglassBlock(nn.Module):
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0.0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x
+        return self.forward_from_expansion(self.forward_to_expansion(x), x)
+
+    def forward_to_expansion(self, x: torch.Tensor) -> torch.Tensor:
+        """First half: depthwise on the wide input, squeeze, expand. The output is the block's widest
+        activated tensor, which is where the SSDLite detector taps its feature maps."""
         x = self.conv_dw1(x)
         if self.bypass_chs:
             x, bypass = x.split([self.squeezed_in_chs, self.bypass_chs], dim=1)
-            x = torch.cat([self.conv_expand(self.conv_reduce(x)), bypass], dim=1)
-        else:
-            x = self.conv_expand(self.conv_reduce(x))
-        x = self.conv_dw2(x)
-        x = self.se(x)
+            return torch.cat([self.conv_expand(self.conv_reduce(x)), bypass], dim=1)
+        return self.conv_expand(self.conv_reduce(x))
+
+    def forward_from_expansion(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        """Second half: the linear depthwise conv (with the stride), squeeze-excite, and the shortcut from
+        the block's input ``shortcut``."""
+        x = self.se(self.conv_dw2(x))
         if self.has_shortcut:
             x = self._add_identity(self.drop_path(x), shortcut)
         return x

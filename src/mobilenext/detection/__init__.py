@@ -1,0 +1,1 @@
+"""SSDLite object detection with a MobileNeXt backbone."""

@@ -1,0 +1,492 @@
+"""Training, evaluation and prediction of the SSDLite detectors: ``mobilenext detect train|eval|predict``.
+
+The loop counts iterations, not epochs, as the SSD recipes do (VOC: 240k iterations of batch 24, lr x0.1
+at 160k and 200k). It reuses the classification engine's parts: settings dataclass = CLI flags = YAML
+keys, atomic checkpoints with RNG state for exact resume, progress reports, DDP through ``torchrun``.
+Evaluation runs on rank 0 (the VOC 2007 test set is 4,952 images) while the other ranks wait.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Sampler, SequentialSampler
+
+from ..data.datasets import TolerantDataset
+from ..engine.checkpoint import (
+    BEST,
+    LAST,
+    find_auto_resume,
+    load_training_checkpoint,
+    remove_stale_temp_files,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from ..engine.config import add_config_arguments, config_from_args, setting
+from ..engine.distributed import DistInfo, barrier, cleanup, init_distributed
+from ..engine.progress import Progress
+from ..engine.records import log_file, write_args, write_summary
+from ..engine.train import seed_everything
+from ..errors import CheckpointError, ConfigError, MobileNeXtError
+from .data import COCODetection, VOCDetection, collate_detection, detection_transforms
+from .metrics import DetectionEvaluator
+from .model import create_detector
+
+__all__ = [
+    "DetectionConfig",
+    "DetectionData",
+    "ResumableSampler",
+    "detection_loader",
+    "evaluate_detector",
+    "load_detector",
+    "open_detection_data",
+    "parse_detect_args",
+    "train_detector",
+]
+
+log = logging.getLogger("mobilenext")
+
+SUMMARY_COLUMNS = ("iteration", "train_loss", "bbox_loss", "cls_loss", "lr")
+
+
+@dataclass
+class DetectionConfig:
+    model: str = setting(
+        "ssdlite320_mobilenext_100",
+        "detector: ssdlite320_mobilenext_100, ssdlite320_mobilenetv2_100, or ssdlite_<backbone> with --size",
+    )
+    backbone_checkpoint: str | None = setting(
+        None, "classification weights for the backbone (ours, timm's, the authors')"
+    )
+    size: int = setting(320, "input size (the anchors are the authors' at 320)", type=int)
+    data: str | None = setting(None, "VOC root (holding VOCdevkit/) or COCO root (annotations/instances_*.json)")
+    dataset: str = setting("auto", "dataset format", choices=("auto", "voc", "coco"))
+    train_sets: tuple[str, ...] = setting(
+        ("2007/trainval", "2012/trainval"),
+        "VOC YEAR/SET lists to train on (those present are used); COCO: the split name",
+        nargs="+",
+    )
+    test_set: str = setting("2007/test", "VOC YEAR/SET or COCO split to evaluate on")
+    classes: tuple[str, ...] | None = setting(None, "class names of a VOC-format dataset (default: the 20 VOC "
+                                              "classes; COCO reads them from its json)", nargs="+")
+    batch_size: int = setting(24, "images per batch and process", "-b", "--batch-size", type=int)
+    iterations: int = setting(240_000, "training iterations", type=int)
+    lr: float = setting(1e-3, "learning rate", type=float)
+    lr_steps: tuple[int, ...] = setting(
+        (160_000, 200_000), "iterations at which lr is multiplied by lr_gamma", nargs="+", type=int
+    )
+    lr_gamma: float = setting(0.1, "lr decay factor at each step", type=float)
+    warmup_iterations: int = setting(1000, "linear lr warm-up from lr/100", type=int)
+    momentum: float = setting(0.9, "SGD momentum", type=float)
+    weight_decay: float = setting(4e-5, "weight decay (not on norms and biases)", type=float)
+    eval_interval: int = setting(10_000, "iterations between evaluations and checkpoints", type=int)
+    amp: bool = setting(False, "mixed precision on GPU", action=argparse.BooleanOptionalAction)
+    sync_bn: bool = setting(False, "synchronise BatchNorm across GPUs (DDP)", action=argparse.BooleanOptionalAction)
+    workers: int = setting(4, "data loader processes per rank", "-j", "--workers", type=int)
+    device: str | None = setting(None, "cuda or cpu (default: cuda when available)")
+    seed: int = setting(42, "random seed", type=int)
+    output: str | None = setting(None, "run folder (default: runs/<model>-<time>)")
+    resume: str | None = setting(None, "checkpoint to resume, or 'auto' for the run folder's last.pth")
+    log_interval: int = setting(50, "iterations between progress lines when not on a terminal", type=int)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
+
+
+def parse_detect_args(argv: list[str]) -> DetectionConfig:
+    """Parse a ``mobilenext detect train`` command line (for scripts and tests)."""
+    parser = argparse.ArgumentParser(prog="mobilenext detect train")
+    add_config_arguments(parser, DetectionConfig)
+    return config_from_args(parser.parse_args(argv), schema=DetectionConfig)
+
+
+# --- data ------------------------------------------------------------------------------------------------
+@dataclass
+class DetectionData:
+    train: torch.utils.data.Dataset | None
+    test: torch.utils.data.Dataset
+    classes: tuple[str, ...]
+    kind: str  # "voc" or "coco"
+    description: str
+
+
+def _dataset_kind(root: Path, requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if (root / "VOCdevkit").is_dir() or root.name == "VOCdevkit" or any(root.glob("VOC20*")):
+        return "voc"
+    if (root / "annotations").is_dir():
+        return "coco"
+    raise ConfigError(
+        f"{root} holds neither VOCdevkit/ (Pascal VOC) nor annotations/ (COCO); "
+        "pass the dataset root or --dataset voc|coco."
+    )
+
+
+def _voc_sets(root: Path, names: tuple[str, ...] | list[str], required: bool) -> list[tuple[str, str]]:
+    """``YEAR/SET`` names to (year, set) pairs; when training, sets whose list file is absent are skipped."""
+    devkit = root if root.name == "VOCdevkit" else root / "VOCdevkit"
+    pairs = []
+    for name in names:
+        year, _, image_set = name.partition("/")
+        if not image_set:
+            raise ConfigError(f"VOC image set {name!r} should look like 2007/trainval.")
+        if required or (devkit / f"VOC{year}" / "ImageSets" / "Main" / f"{image_set}.txt").is_file():
+            pairs.append((year, image_set))
+    if not pairs:
+        raise ConfigError(f"none of the image sets {', '.join(names)} exists under {devkit}.")
+    return pairs
+
+
+def _coco_split(root: Path, split: str, transforms) -> COCODetection:
+    return COCODetection(root / split, root / "annotations" / f"instances_{split}.json", transforms=transforms)
+
+
+_PROBLEMS_SHOWN = 5  # per split; the rest are counted in the summary line
+
+
+def open_detection_data(
+    data: str | Path | None,
+    dataset: str = "auto",
+    train_sets: tuple[str, ...] | list[str] | None = ("2007/trainval", "2012/trainval"),
+    test_set: str = "2007/test",
+    size: int = 320,
+    classes: tuple[str, ...] | list[str] | None = None,
+) -> DetectionData:
+    """The training and test sets of a VOC or COCO folder, with SSD augmentation on the training set.
+
+    ``train_sets=None`` opens only the test set (evaluation). Difficult VOC objects are left out of training
+    and kept, flagged, for evaluation, where VOC ignores them. ``classes`` names a VOC-format dataset's
+    classes (default: VOC's 20). What the readers had to repair or leave out is logged, never fatal, except
+    a split without a single object of the given classes, which cannot be trained or scored.
+    """
+    if data is None:
+        raise ConfigError("detection needs --data: a Pascal VOC root (with VOCdevkit/) or a COCO root.")
+    root = Path(data)
+    if not root.is_dir():
+        raise ConfigError(f"dataset folder {root} does not exist.")
+    kind = _dataset_kind(root, dataset)
+    train_tf, test_tf = detection_transforms(True, size), detection_transforms(False, size)
+    splits: dict[str, Any] = {}
+    if kind == "voc":
+        voc = {"classes": tuple(classes)} if classes else {}
+        splits["test"] = VOCDetection(root, _voc_sets(root, [test_set], True), keep_difficult=True,
+                                      transforms=test_tf, **voc)
+        if train_sets is not None:
+            splits["train"] = VOCDetection(root, _voc_sets(root, train_sets, False), transforms=train_tf, **voc)
+    else:
+        splits["test"] = _coco_split(root, test_set if "/" not in test_set else "val2017", test_tf)
+        if train_sets is not None:
+            splits["train"] = _coco_split(root, train_sets[0], train_tf)
+    for name, split in splits.items():
+        _report_split(name, split)
+    train, test = splits.get("train"), splits["test"]
+    sizes = f"{len(train):,} train / " if train is not None else ""
+    description = f"{kind.upper()} at {root}: {sizes}{len(test):,} test images, {len(test.classes)} classes"
+    return DetectionData(train, test, tuple(test.classes), kind, description)
+
+
+def _report_split(name: str, split) -> None:
+    log.info(f"{name}: {split.summary()}")
+    for problem in split.problems[:_PROBLEMS_SHOWN]:
+        log.warning(f"  {problem}")
+    if len(split.problems) > _PROBLEMS_SHOWN:
+        log.warning(f"  ... and {len(split.problems) - _PROBLEMS_SHOWN} more")
+    if split.counts["objects"] == 0:
+        raise ConfigError(f"the {name} split has no objects of the classes {', '.join(split.classes[:5])}, ...; "
+                          "name the dataset's classes with --classes.")
+
+
+class ResumableSampler(Sampler[int]):
+    """Shuffles by ``(seed, epoch)`` and shards over ranks like ``DistributedSampler`` (every rank gets the
+    same number of images), and can start an epoch ``skip`` images in, so a resumed run sees the batches the
+    interrupted one would have seen without loading the ones it already trained on."""
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
+        self.per_rank = size // world_size
+        self.epoch = self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        mine = order[: self.per_rank * self.world_size][self.rank :: self.world_size]
+        return iter(mine[self.skip :].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank - self.skip
+
+
+def detection_loader(dataset, batch_size: int, workers: int, train: bool, dist: DistInfo, seed: int) -> DataLoader:
+    sampler = ResumableSampler(len(dataset), seed, dist.rank, dist.world_size) if train else SequentialSampler(dataset)
+    return DataLoader(
+        TolerantDataset(dataset, substitute=train),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_detection,
+        drop_last=train,
+        pin_memory=dist.device.type == "cuda",
+    )
+
+
+# --- evaluation ------------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate_detector(
+    model: nn.Module,
+    loader: DataLoader,
+    classes: tuple[str, ...],
+    metric: str,
+    device: torch.device,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Detections on every image of ``loader``, scored with VOC mAP@0.5 or COCO AP; also counts skipped images."""
+    model.eval()
+    evaluator = DetectionEvaluator(len(classes), class_names=list(classes), metric=metric)
+    skipped: list[str] = []
+    bar = Progress(len(loader), "evaluate", enabled=progress, interval=max(1, len(loader) // 10))
+    for images, targets, problems in loader:
+        skipped += problems
+        if images:
+            outputs = model([image.to(device, non_blocking=True) for image in images])
+            evaluator.update([{k: v.cpu() for k, v in out.items()} for out in outputs], targets)
+        bar.update(len(images))
+    bar.close()
+    return {**evaluator.compute(), "images": bar.images, "skipped": len(skipped), "skipped_names": skipped}
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    keys = ("map50", "map50_voc07", "ap", "ap50", "ap75")
+    return "  ".join(f"{k} {100 * metrics[k]:.2f}" for k in keys if k in metrics)
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------
+def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The detector a ``mobilenext detect train`` checkpoint holds, in eval mode, with its training record."""
+    record = load_training_checkpoint(checkpoint)
+    if record.get("task") != "detection":
+        raise CheckpointError(
+            f"{checkpoint} is a classification checkpoint; detect commands need one written by "
+            "`mobilenext detect train`."
+        )
+    model = create_detector(record["model"], num_classes=len(record["classes"]) + 1, size=record["size"])
+    model.load_state_dict(record["state_dict"])
+    return model.to(device).eval(), record
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
+
+
+# --- training --------------------------------------------------------------------------------------------
+def lr_factor(iteration: int, warmup: int, steps: tuple[int, ...], gamma: float) -> float:
+    """Linear warm-up from 1/100 over ``warmup`` iterations, then multiply by ``gamma`` at each of ``steps``."""
+    decay = gamma ** sum(iteration >= step for step in steps)
+    if iteration < warmup:
+        return decay * (0.01 + 0.99 * iteration / warmup)
+    return decay
+
+
+class DetectionTrainer:
+    def __init__(self, cfg: DetectionConfig, dist: DistInfo) -> None:
+        from timm.optim import create_optimizer_v2
+
+        self.cfg, self.dist, self.device = cfg, dist, dist.device
+        seed_everything(cfg.seed + dist.rank)
+        self.data = open_detection_data(cfg.data, cfg.dataset, cfg.train_sets, cfg.test_set, cfg.size, cfg.classes)
+        if len(self.data.train) < cfg.batch_size * dist.world_size:
+            raise ConfigError(
+                f"{len(self.data.train)} training images do not fill one batch of "
+                f"{cfg.batch_size} x {dist.world_size}; lower --batch-size."
+            )
+        model = create_detector(
+            cfg.model,
+            num_classes=len(self.data.classes) + 1,
+            size=cfg.size,
+            backbone_checkpoint=cfg.backbone_checkpoint,
+        )
+        if cfg.sync_bn and dist.distributed:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model.to(self.device)
+        self.train_model = (
+            nn.parallel.DistributedDataParallel(self.model, device_ids=[dist.local_rank])
+            if dist.distributed and self.device.type == "cuda"
+            else nn.parallel.DistributedDataParallel(self.model)
+            if dist.distributed
+            else self.model
+        )
+        self.optimizer = create_optimizer_v2(
+            self.model, "sgd", lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda it: lr_factor(it, cfg.warmup_iterations, cfg.lr_steps, cfg.lr_gamma)
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp and self.device.type == "cuda")
+        self.train_loader = detection_loader(self.data.train, cfg.batch_size, cfg.workers, True, dist, cfg.seed)
+        self.test_loader = detection_loader(
+            self.data.test, max(1, cfg.batch_size // 2), cfg.workers, False, dist, cfg.seed
+        )
+        self.output = Path(cfg.output) if cfg.output else Path("runs") / f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.iteration, self.rows = 0, []
+        self.best = {"metric": -1.0, "iteration": -1}
+        self._resume()
+
+    def _resume(self) -> None:
+        cfg = self.cfg
+        path = find_auto_resume(self.output, Path("runs"), cfg.model) if cfg.resume == "auto" else cfg.resume
+        if path is None:
+            return
+        state = load_training_checkpoint(path)
+        if state.get("task") != "detection" or state.get("model") != cfg.model:
+            raise CheckpointError(f"cannot resume from {path}: it is not a {cfg.model} detection run.")
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.iteration, self.rows, self.best = state["iteration"], state["rows"], state["best"]
+        set_rng_state(state["rng"])
+        log.info(f"resumed {path} at iteration {self.iteration:,}")
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "task": "detection",
+            "model": self.cfg.model,
+            "classes": list(self.data.classes),
+            "size": self.cfg.size,
+            "args": self.cfg.to_dict(),
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "iteration": self.iteration,
+            "rows": self.rows,
+            "best": self.best,
+            "rng": rng_state(),
+        }
+
+    def _batches(self):
+        """Training batches from the current iteration on, epoch after epoch."""
+        sampler, batch = self.train_loader.sampler, self.cfg.batch_size
+        epoch, done = divmod(self.iteration, sampler.per_rank // batch)
+        while True:
+            sampler.set_epoch(epoch, skip=done * batch)
+            yield from self.train_loader
+            epoch, done = epoch + 1, 0
+
+    def run(self) -> dict[str, Any]:
+        if self.dist.is_main:
+            self.output.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.output)
+        with log_file(self.output / "log.txt" if self.dist.is_main else None):
+            if self.dist.is_main:
+                write_args(self.output / "args.yaml", self.cfg.to_dict())
+                log.info(
+                    f"{self.cfg.model} on {self.data.description}; {self.cfg.iterations:,} iterations of "
+                    f"batch {self.cfg.batch_size} x {self.dist.world_size}; output {self.output}"
+                )
+            return self._train()
+
+    def _train(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.train_model.train()
+        sums = {"train_loss": 0.0, "bbox_loss": 0.0, "cls_loss": 0.0}
+        steps, skipped = 0, 0
+        bar = Progress(
+            cfg.eval_interval, f"iter {self.iteration:,}", enabled=self.dist.is_main, interval=cfg.log_interval
+        )
+        metrics: dict[str, Any] = {}
+        for images, targets, problems in self._batches():
+            if self.iteration >= cfg.iterations:
+                break
+            skipped += len(problems)
+            losses = self._step(images, targets)
+            for key, value in zip(sums, losses):
+                sums[key] += value
+            steps += 1
+            self.iteration += 1
+            bar.update(len(images) * self.dist.world_size, loss=losses[0])
+            if self.iteration % cfg.eval_interval == 0 or self.iteration == cfg.iterations:
+                bar.close()
+                metrics = self._evaluate_and_save({k: v / steps for k, v in sums.items()}, skipped)
+                sums, steps, skipped = dict.fromkeys(sums, 0.0), 0, 0
+                self.train_model.train()
+                bar = Progress(
+                    cfg.eval_interval, f"iter {self.iteration:,}", enabled=self.dist.is_main, interval=cfg.log_interval
+                )
+        bar.close()
+        if self.dist.is_main and self.best["iteration"] >= 0:
+            log.info(
+                f"done: best mAP@0.5 {100 * self.best['metric']:.2f} at iteration {self.best['iteration']:,}; "
+                f"checkpoints in {self.output}"
+            )
+        return {**metrics, "best": self.best, "output": str(self.output), "iteration": self.iteration}
+
+    def _step(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> tuple[float, ...]:
+        images = [image.to(self.device, non_blocking=True) for image in images]
+        targets = [{"boxes": t["boxes"].to(self.device), "labels": t["labels"].to(self.device)} for t in targets]
+        with torch.autocast(self.device.type, enabled=self.scaler.is_enabled()):
+            loss_dict = self.train_model(images, targets)
+        loss = loss_dict["bbox_regression"] + loss_dict["classification"]
+        if not math.isfinite(loss.item()):
+            raise MobileNeXtError(
+                f"the loss became {loss.item()} at iteration {self.iteration:,}; lower --lr. "
+                f"The last good checkpoint ({self.output / LAST}) is kept."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.item(), loss_dict["bbox_regression"].item(), loss_dict["classification"].item()
+
+    def _evaluate_and_save(self, train_stats: dict[str, float], skipped: int) -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        if self.dist.is_main:
+            metrics = evaluate_detector(
+                self.model, self.test_loader, self.data.classes, self.data.kind, self.device, progress=True
+            )
+            score = metrics["map50"]
+            row = {
+                "iteration": self.iteration,
+                **train_stats,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                **{k: v for k, v in metrics.items() if isinstance(v, float)},
+                "skipped_images": skipped + metrics["skipped"],
+            }
+            self.rows.append(row)
+            is_best = score > self.best["metric"]
+            if is_best:
+                self.best = {"metric": score, "iteration": self.iteration}
+            state = self._state()
+            save_checkpoint(state, self.output / LAST)
+            if is_best:
+                save_checkpoint(state, self.output / BEST)
+            write_summary(self.output / "summary.csv", self.rows, leading=SUMMARY_COLUMNS)
+            log.info(
+                f"iteration {self.iteration:,}/{self.cfg.iterations:,}  loss {train_stats['train_loss']:.4f}  "
+                f"{_headline(metrics)}  lr {row['lr']:.3g}"
+            )
+        barrier()
+        return metrics
+
+
+def train_detector(cfg: DetectionConfig) -> dict[str, Any]:
+    """Train as ``cfg`` says; works under ``torchrun`` (DDP) and as a plain process."""
+    dist = init_distributed(cfg.device)
+    try:
+        if not dist.is_main:
+            log.setLevel(logging.WARNING)
+        return DetectionTrainer(cfg, dist).run()
+    finally:
+        cleanup()

@@ -1,0 +1,159 @@
+"""SSDLite with a MobileNeXt backbone: the paper's taps, extra layers and default boxes on torchvision's SSD."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models.detection.image_list import ImageList
+
+import mobilenext
+from mobilenext.detection.engine import DetectionConfig, lr_factor, open_detection_data
+from mobilenext.detection.model import AUTHORS_BOXES, create_detector
+from mobilenext.detection.shapes import SHAPES_CLASSES, write_shapes_voc
+from mobilenext.engine.config import list_configs, load_config
+from mobilenext.errors import ConfigError, UnknownModelError
+
+MAPS_320 = (20, 10, 5, 3, 2, 1)
+
+
+def _conv_shapes(module: nn.Module) -> list[tuple[int, ...]]:
+    return [tuple(m.weight.shape) for m in module.modules() if isinstance(m, nn.Conv2d)]
+
+
+@pytest.fixture(scope="module")
+def backbone_weights(tmp_path_factory):
+    """A classification MobileNeXt-1.0 with non-default weights, saved as a checkpoint file."""
+    torch.manual_seed(0)
+    body = mobilenext.create_model("mobilenext_100").eval()
+    with torch.no_grad():
+        for m in body.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("backbone") / "mnext.pth"
+    torch.save(body.state_dict(), path)
+    return body, path
+
+
+def test_mobilenext_taps_inside_blocks_with_the_classifiers_weights(backbone_weights):
+    body, path = backbone_weights
+    detector = create_detector("ssdlite320_mobilenext_100", backbone_checkpoint=str(path)).eval()
+    taps = {}
+    # Stride 16: inside the first block of the 576-wide stage, after its expansion (+ReLU6), before its
+    # stride-2 depthwise conv. Stride 32: after the last block's expansion, before its final depthwise conv.
+    body.blocks[5][0].conv_expand.register_forward_hook(lambda m, i, o: taps.setdefault("16", o))
+    body.blocks[7][0].conv_expand.register_forward_hook(lambda m, i, o: taps.setdefault("32", o))
+    x = torch.randn(1, 3, 320, 320)
+    with torch.no_grad():
+        body(x)
+        features = detector.backbone(x)
+    assert [tuple(f.shape[1:]) for f in features.values()] == [
+        (576, 20, 20), (1280, 10, 10), (512, 5, 5), (256, 3, 3), (256, 2, 2), (128, 1, 1)
+    ]
+    torch.testing.assert_close(features["0"], taps["16"])
+    torch.testing.assert_close(features["1"], taps["32"])
+    assert taps["16"].min() >= 0 and taps["16"].max() <= 6  # after the ReLU6
+
+
+def test_mobilenext_extras_are_sandglass_shaped():
+    extras = create_detector("ssdlite320_mobilenext_100").backbone.extras
+    # depthwise 3x3 stride 2 on the wide input, linear 1x1 reduction (0.2, 0.25, 0.5, 0.5), 1x1 to the output
+    assert [_conv_shapes(e) for e in extras] == [
+        [(1280, 1, 3, 3), (256, 1280, 1, 1), (512, 256, 1, 1)],
+        [(512, 1, 3, 3), (128, 512, 1, 1), (256, 128, 1, 1)],
+        [(256, 1, 3, 3), (128, 256, 1, 1), (256, 128, 1, 1)],
+        [(256, 1, 3, 3), (128, 256, 1, 1), (128, 128, 1, 1)],
+    ]
+    for extra in extras:
+        assert extra[0].conv.stride == (2, 2) and isinstance(extra[0].bn.act, nn.ReLU6)
+        assert isinstance(extra[1].bn.act, nn.Identity)  # the reduction is linear
+        assert isinstance(extra[2].bn.act, nn.ReLU6)
+
+
+def test_mobilenetv2_baseline_taps_96_and_1280():
+    detector = create_detector("ssdlite320_mobilenetv2_100").eval()
+    with torch.no_grad():
+        features = detector.backbone(torch.randn(1, 3, 320, 320))
+    assert [tuple(f.shape[1:3]) for f in features.values()] == [
+        (96, 20), (1280, 10), (512, 5), (256, 3), (256, 2), (64, 1)
+    ]
+
+
+def test_default_boxes_are_the_authors():
+    generator = create_detector("ssdlite320_mobilenext_100").anchor_generator
+    assert generator.num_anchors_per_location() == [6] * 6
+    images = ImageList(torch.zeros(1, 3, 320, 320), [(320, 320)])
+    anchors = generator(images, [torch.zeros(1, 1, f, f) for f in MAPS_320])[0]
+    assert len(anchors) == 6 * sum(f * f for f in MAPS_320)  # 3,234
+    # First cell of the first map: centre at half a step (16 px), then squares of 45 and sqrt(45 * 120) px,
+    # and 45 * sqrt(r) by 45 / sqrt(r) boxes for r = 2, 1/2, 3, 1/3.
+    c, s = 8.0, 45.0
+    large = math.sqrt(45 * 120)
+    expected = [(s, s), (large, large)]
+    for r in (2, 3):
+        expected += [(s * math.sqrt(r), s / math.sqrt(r)), (s / math.sqrt(r), s * math.sqrt(r))]
+    first_cell = torch.tensor([[c - w / 2, c - h / 2, c + w / 2, c + h / 2] for w, h in expected])
+    torch.testing.assert_close(anchors[:6], first_cell)
+    # The 3x3 map uses the authors' step of 120 px (not 320 / 3): its first centre sits at 60 px.
+    start = 6 * sum(f * f for f in MAPS_320[:3])
+    box = anchors[start]
+    assert float((box[0] + box[2]) / 2) == pytest.approx(60.0)
+    assert float(box[2] - box[0]) == pytest.approx(AUTHORS_BOXES["min_sizes"][3])
+
+
+def test_train_and_eval_forward_on_any_image_size():
+    detector = create_detector("ssdlite_mobilenext_035", num_classes=4, size=128)
+    images = [torch.rand(3, 100, 140), torch.rand(3, 128, 128)]
+    targets = [{"boxes": torch.tensor([[10.0, 20.0, 60.0, 90.0]]), "labels": torch.tensor([2])},
+               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]  # no objects: fine
+    losses = detector.train()(images, targets)
+    assert set(losses) == {"bbox_regression", "classification"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    with torch.no_grad():
+        outputs = detector.eval()(images)
+    assert outputs[0]["boxes"].shape[1] == 4 and outputs[0]["boxes"][:, 2].max() <= 140  # original coordinates
+    assert set(outputs[0]) == {"boxes", "scores", "labels"}
+
+
+def test_bad_detector_requests():
+    with pytest.raises(UnknownModelError, match="unknown detector 'yolo'"):
+        create_detector("yolo")
+    with pytest.raises(UnknownModelError, match="no SSDLite backbone for 'resnet18'"):
+        create_detector("ssdlite_resnet18")
+    with pytest.raises(ConfigError, match="counts the background too"):
+        create_detector("ssdlite320_mobilenext_100", num_classes=1)
+
+
+def test_recipes_are_the_authors_settings():
+    detection = [name for name in list_configs() if name.startswith("ssdlite")]
+    assert sorted(detection) == ["ssdlite320_mobilenetv2_coco", "ssdlite320_mobilenetv2_voc",
+                                 "ssdlite320_mobilenext_coco", "ssdlite320_mobilenext_voc"]
+    for name in detection:
+        cfg = DetectionConfig(**load_config(name, DetectionConfig))
+        assert create_detector(cfg.model, num_classes=2, size=cfg.size) is not None
+    voc = load_config("ssdlite320_mobilenext_voc", DetectionConfig)
+    assert (voc["batch_size"], voc["lr"], voc["iterations"], voc["lr_steps"]) == (24, 1e-3, 240_000, (160_000, 200_000))
+    assert voc["train_sets"] == ("2007/trainval", "2012/trainval") and voc["test_set"] == "2007/test"
+    coco = load_config("ssdlite320_mobilenext_coco", DetectionConfig)
+    assert coco["batch_size"] * 8 == 256 and coco["lr"] == 0.01 and coco["sync_bn"] is True
+
+
+def test_lr_schedule_warms_up_then_steps():
+    assert lr_factor(0, 100, (1000, 2000), 0.1) == pytest.approx(0.01)
+    assert lr_factor(50, 100, (1000, 2000), 0.1) == pytest.approx(0.505)
+    assert lr_factor(999, 100, (1000, 2000), 0.1) == 1.0
+    assert lr_factor(1000, 100, (1000, 2000), 0.1) == pytest.approx(0.1)
+    assert lr_factor(2500, 100, (1000, 2000), 0.1) == pytest.approx(0.01)
+
+
+def test_data_with_classes_the_reader_does_not_know_is_one_clear_error(tmp_path):
+    root = write_shapes_voc(tmp_path, train_images=4, test_images=2)
+    with pytest.raises(ConfigError, match="has no objects of the classes aeroplane.*--classes"):
+        open_detection_data(root, train_sets=["2007/trainval"])  # the 20 VOC classes by default
+    data = open_detection_data(root, train_sets=["2007/trainval"], classes=SHAPES_CLASSES, size=96)
+    assert data.kind == "voc" and data.classes == SHAPES_CLASSES and (len(data.train), len(data.test)) == (4, 2)
+    with pytest.raises(ConfigError, match="neither VOCdevkit"):
+        open_detection_data(tmp_path / "VOCdevkit" / "VOC2007" / "JPEGImages")
