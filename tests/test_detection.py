@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 
+import onnxruntime
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 from torchvision.models.detection.image_list import ImageList
 
 import mobilenext
+from mobilenext.cli import main
 from mobilenext.detection.engine import DetectionConfig, lr_factor, open_detection_data
+from mobilenext.detection.export import DetectorGraph, export_detector_onnx, postprocess
 from mobilenext.detection.model import AUTHORS_BOXES, create_detector
 from mobilenext.detection.shapes import SHAPES_CLASSES, write_shapes_voc
 from mobilenext.engine.config import list_configs, load_config
@@ -157,3 +163,102 @@ def test_data_with_classes_the_reader_does_not_know_is_one_clear_error(tmp_path)
     assert data.kind == "voc" and data.classes == SHAPES_CLASSES and (len(data.train), len(data.test)) == (4, 2)
     with pytest.raises(ConfigError, match="neither VOCdevkit"):
         open_detection_data(tmp_path / "VOCdevkit" / "VOC2007" / "JPEGImages")
+
+
+# --- end to end on a generated VOC-format dataset ----------------------------------------------------------
+QUICK = ["--model", "ssdlite_mobilenext_035", "--size", "128", "--train-sets", "2007/trainval", "--no-augment",
+         "--opt", "adamw", "--lr", "0.002", "--weight-decay", "1e-4", "--warmup-iterations", "50", "-j", "0"]
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    """A short CPU training run (about 100 s) finding squares on textured backgrounds: 480 training images,
+    48 held out. One class keeps it short; from scratch, three classes need about twice the iterations."""
+    from mobilenext.detection.engine import parse_detect_args, train_detector
+
+    root = write_shapes_voc(tmp_path_factory.mktemp("shapes"), train_images=480, test_images=48, classes=["square"])
+    run = tmp_path_factory.mktemp("det") / "run"
+    cfg = parse_detect_args([*QUICK, "--classes", "square", "--data", str(root), "-b", "16", "--iterations", "400",
+                             "--lr-steps", "350", "--eval-interval", "200", "--output", str(run)])
+    return root, run, train_detector(cfg)
+
+
+def test_short_training_run_detects_held_out_shapes(shapes_run):
+    root, run, result = shapes_run
+    assert result["map50"] > 0.25 and result["map50_voc07"] > 0.25  # an untrained detector: about 0.01
+    with open(run / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in rows] == [200, 400]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert float(rows[-1]["map50"]) > float(rows[0]["map50"])
+
+
+def test_eval_cli_reproduces_the_logged_map(shapes_run, capsys):
+    _, run, result = shapes_run
+    assert main(["detect", "eval", str(run / "last.pth"), "-j", "0", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["map50"] == pytest.approx(result["map50"], abs=1e-6) and printed["images"] == 48
+
+
+def test_predict_cli_draws_boxes_onto_pngs(shapes_run, tmp_path, capsys):
+    root, run, _ = shapes_run
+    image = root / "VOCdevkit" / "VOC2007" / "JPEGImages" / "000481.jpg"  # held out
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    code = main(["detect", "predict", str(image), str(broken), "--checkpoint", str(run / "best.pth"),
+                 "-o", str(tmp_path / "drawn")])
+    assert code == 1  # one image could not be read
+    out, err = capsys.readouterr()
+    assert "000481.jpg:" in out and "object(s)" in out and "broken.jpg" in err
+    drawn = Image.open(tmp_path / "drawn" / "000481.png")
+    assert drawn.size == Image.open(image).size and drawn.format == "PNG"
+
+
+def test_detector_graph_plus_postprocess_reproduces_torchvision(tmp_path):
+    torch.manual_seed(0)
+    detector = create_detector("ssdlite_mobilenext_035", num_classes=4, size=128, score_thresh=0.2).eval()
+    x = torch.rand(2, 3, 128, 128)
+    assert export_detector_onnx(detector, tmp_path / "d.onnx", 128, verify=x) < 1e-4  # onnxruntime vs PyTorch
+    session = onnxruntime.InferenceSession(str(tmp_path / "d.onnx"))
+    boxes, scores = session.run(None, {"images": x[:1].numpy()})  # another batch size than the export's
+    assert boxes.shape == (1, 6 * (8 * 8 + 4 * 4 + 2 * 2 + 1 + 1 + 1), 4) and scores.shape[-1] == 4
+    with torch.no_grad():
+        expected = detector(list(x))[1]
+        graph_boxes, graph_scores = DetectorGraph(detector, 128)(x)
+    torch.testing.assert_close(torch.from_numpy(boxes[0]), graph_boxes[0], rtol=1e-4, atol=1e-3)
+    # The documented post-processing on the graph's outputs gives torchvision's detections exactly.
+    got = postprocess(graph_boxes[1], graph_scores[1], 128, (128, 128), score_thresh=0.2)
+    assert len(got["boxes"]) > 0 and torch.equal(got["labels"], expected["labels"])
+    torch.testing.assert_close(got["boxes"], expected["boxes"])
+    torch.testing.assert_close(got["scores"], expected["scores"])
+
+
+def test_resume_continues_with_the_same_batches_and_bad_images_are_counted(tmp_path):
+    from mobilenext.detection.engine import parse_detect_args, train_detector
+
+    root = write_shapes_voc(tmp_path / "data", train_images=16, test_images=4)
+    jpeg = root / "VOCdevkit" / "VOC2007" / "JPEGImages" / "000003.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:200])  # truncated: replaced in its batch, counted
+    args = [*QUICK, "--classes", *SHAPES_CLASSES, "--data", str(root), "--size", "96", "-b", "4",
+            "--eval-interval", "2", "--lr-steps", "100"]
+    straight = tmp_path / "straight"
+    train_detector(parse_detect_args([*args, "--iterations", "6", "--output", str(straight)]))
+    resumed = tmp_path / "resumed"
+    train_detector(parse_detect_args([*args, "--iterations", "2", "--output", str(resumed)]))
+    train_detector(parse_detect_args([*args, "--iterations", "6", "--output", str(resumed), "--resume", "auto"]))
+    a = torch.load(straight / "last.pth", weights_only=True)
+    b = torch.load(resumed / "last.pth", weights_only=True)
+    assert a["iteration"] == b["iteration"] == 6
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    with open(straight / "summary.csv", newline="") as f:
+        assert sum(int(r["skipped_images"]) for r in csv.DictReader(f)) >= 1
+
+
+def test_bad_detection_runs_are_one_clear_error(tmp_path, capsys):
+    assert main(["detect", "train", "--iterations", "1"]) == 2
+    assert "detection needs --data" in capsys.readouterr().err
+    classification = tmp_path / "w.pth"
+    torch.save({"format": "mobilenext-train-1", "model": "mobilenext_035"}, classification)
+    assert main(["detect", "eval", str(classification)]) == 2
+    assert "classification checkpoint" in capsys.readouterr().err

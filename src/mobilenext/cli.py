@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import warnings
@@ -146,21 +147,21 @@ def _cmd_detect_train(args: argparse.Namespace) -> int:
 def _cmd_detect_eval(args: argparse.Namespace) -> int:
     import json
 
-    from .detection.engine import evaluate_detector, load_detector, open_detection_data
+    from .detection.engine import detection_loader, evaluate_detector, load_detector, open_detection_data
     from .engine.distributed import init_distributed
 
     dist = init_distributed(args.device)
     model, record = load_detector(args.checkpoint, dist.device)
     trained_on = record["args"]
-    data = open_detection_data(args.data or trained_on["data"], args.dataset or trained_on["dataset"], None,
-                               args.test_set or trained_on["test_set"], record["size"], classes=record["classes"])
-    if tuple(data.classes) != tuple(record["classes"]):
-        raise MobileNeXtError(f"the checkpoint's classes ({', '.join(record['classes'][:5])}, ...) are not the "
-                              f"dataset's ({', '.join(data.classes[:5])}, ...).")
-    from .detection.engine import detection_loader
-
-    loader = detection_loader(data.test, args.batch_size, args.workers, False, dist, 0)
-    metrics = evaluate_detector(model, loader, data.classes, data.kind, dist.device)
+    # With --json, stdout carries the JSON only; the log (data report, progress) goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        data = open_detection_data(args.data or trained_on["data"], args.dataset or trained_on["dataset"], None,
+                                   args.test_set or trained_on["test_set"], record["size"], classes=record["classes"])
+        if tuple(data.classes) != tuple(record["classes"]):
+            raise MobileNeXtError(f"the checkpoint's classes ({', '.join(record['classes'][:5])}, ...) are not "
+                                  f"the dataset's ({', '.join(data.classes[:5])}, ...).")
+        loader = detection_loader(data.test, args.batch_size, args.workers, False, dist, 0)
+        metrics = evaluate_detector(model, loader, data.classes, data.kind, dist.device)
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k != "skipped_names"}, indent=2))
         return 0
@@ -195,6 +196,20 @@ def _cmd_detect_predict(args: argparse.Namespace) -> int:
     if failed == len(images):
         raise MobileNeXtError("none of the images could be read.")
     return 1 if failed else 0
+
+
+def _cmd_detect_export(args: argparse.Namespace) -> int:
+    from .detection.engine import load_detector
+    from .detection.export import export_detector_onnx
+
+    model, record = load_detector(args.checkpoint)
+    output = args.output or f"{record['model']}.onnx"
+    diff = export_detector_onnx(model, output, record["size"])
+    print(f"wrote {output} (input Nx3x{record['size']}x{record['size']} in [0, 1]; outputs boxes [N, A, 4] in "
+          f"input pixels and scores [N, A, {len(record['classes']) + 1}], background first); onnxruntime vs "
+          f"PyTorch max |diff| {diff:.3g}. Score threshold and per-class NMS are the runtime's: see "
+          "mobilenext.detection.export.postprocess.")
+    return 0
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
@@ -300,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", type=int, metavar="TOP", help="instead: onnxruntime kernel time by op, TOP ops")
     p.set_defaults(func=_cmd_benchmark)
 
-    p = sub.add_parser("detect", help="SSDLite object detection: train, eval, predict")
+    p = sub.add_parser("detect", help="SSDLite object detection: train, eval, predict, export")
     detect = p.add_subparsers(dest="detect_command", required=True, metavar="DETECT_COMMAND")
     from .detection.engine import DetectionConfig
 
@@ -325,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--score-thresh", type=float, default=0.3)
     q.add_argument("--device")
     q.set_defaults(func=_cmd_detect_predict)
+    q = detect.add_parser("export", help="the detector to ONNX (network + box decoding; NMS left to the runtime)")
+    q.add_argument("checkpoint")
+    q.add_argument("-o", "--output", help="default: <model>.onnx")
+    q.set_defaults(func=_cmd_detect_export)
 
     p = sub.add_parser("plot", help="loss and accuracy curves of runs to PNG, optionally beside the authors'")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or their summary.csv)")

@@ -93,7 +93,7 @@ def _root_cause(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _exporter_errors(fmt: str):
+def exporter_errors(fmt: str):
     """Turn an exporter's traceback into one sentence (the traceback stays chained for debugging)."""
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporters' progress chatter
@@ -169,7 +169,7 @@ def export_model(
     # TFLite files hold batch 1; the others take any batch, and tracing them at batch 1 would fix it to 1.
     example = verify[:1].float() if fmt == "tflite" else verify[:1].float().expand(2, -1, -1, -1).contiguous()
     start = time.perf_counter()
-    with atomic_path(path) as tmp, _exporter_errors(fmt):
+    with atomic_path(path) as tmp, exporter_errors(fmt):
         if fmt == "onnx":
             _export_onnx(model, example, tmp)
         elif fmt == "tflite":

@@ -302,16 +302,22 @@ def _labels_and_flags(inputs: Any) -> tuple[torch.Tensor, ...]:
     return tuple(target[key] for key in ("labels", "difficult") if key in target)
 
 
-def detection_transforms(train: bool, size: int = 320, fill: Sequence[int] = (123, 117, 104)) -> T.Compose:
+def detection_transforms(
+    train: bool, size: int = 320, fill: Sequence[int] = (123, 117, 104), augment: bool = True
+) -> T.Compose:
     """The SSD augmentation (training) or just the float conversion (evaluation).
 
     Training: photometric distortion, zoom out (canvas filled with ``fill``, the ImageNet mean in uint8),
     IoU crop, flip, resize to ``size x size``, then drop boxes the crop cut away. Evaluation keeps the
     original size: torchvision's SSD resizes internally and maps its boxes back to the input coordinates.
+    ``augment=False`` trains with flips only: for quick runs, where the full augmentation's harder samples
+    (objects shrunk up to 4x, crops) slow convergence more than they help.
     """
     to_float = T.ToDtype(torch.float32, scale=True)  # last, so fill and colour jitter work in uint8
     if not train:
         return T.Compose([to_float])
+    if not augment:
+        return T.Compose([T.RandomHorizontalFlip(), T.Resize((size, size), antialias=True), to_float])
     return T.Compose([
         T.RandomPhotometricDistort(p=0.5),
         T.RandomZoomOut(fill=tuple(fill), side_range=(1.0, 4.0), p=0.5),

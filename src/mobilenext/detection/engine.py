@@ -86,8 +86,11 @@ class DetectionConfig:
     )
     lr_gamma: float = setting(0.1, "lr decay factor at each step", type=float)
     warmup_iterations: int = setting(1000, "linear lr warm-up from lr/100", type=int)
+    opt: str = setting("sgd", "timm optimizer name (sgd, adamw, ...)")
     momentum: float = setting(0.9, "SGD momentum", type=float)
     weight_decay: float = setting(4e-5, "weight decay (not on norms and biases)", type=float)
+    augment: bool = setting(True, "SSD augmentation: photometric distortion, zoom-out, min-IoU crop, flip "
+                            "(--no-augment: flip only, for quick runs)", action=argparse.BooleanOptionalAction)
     eval_interval: int = setting(10_000, "iterations between evaluations and checkpoints", type=int)
     amp: bool = setting(False, "mixed precision on GPU", action=argparse.BooleanOptionalAction)
     sync_bn: bool = setting(False, "synchronise BatchNorm across GPUs (DDP)", action=argparse.BooleanOptionalAction)
@@ -161,6 +164,7 @@ def open_detection_data(
     test_set: str = "2007/test",
     size: int = 320,
     classes: tuple[str, ...] | list[str] | None = None,
+    augment: bool = True,
 ) -> DetectionData:
     """The training and test sets of a VOC or COCO folder, with SSD augmentation on the training set.
 
@@ -175,7 +179,7 @@ def open_detection_data(
     if not root.is_dir():
         raise ConfigError(f"dataset folder {root} does not exist.")
     kind = _dataset_kind(root, dataset)
-    train_tf, test_tf = detection_transforms(True, size), detection_transforms(False, size)
+    train_tf, test_tf = detection_transforms(True, size, augment=augment), detection_transforms(False, size)
     splits: dict[str, Any] = {}
     if kind == "voc":
         voc = {"classes": tuple(classes)} if classes else {}
@@ -228,8 +232,31 @@ class ResumableSampler(Sampler[int]):
         return self.per_rank - self.skip
 
 
+class SeededSamples(torch.utils.data.Dataset):
+    """Seeds the random generator from ``(seed, epoch, index)`` before each sample is read and augmented,
+    so a sample's augmentation does not depend on which worker loads it or on what was loaded before:
+    an epoch resumed midway augments its remaining samples exactly as the uninterrupted run did."""
+
+    def __init__(self, dataset, seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
+        return self.dataset[index]
+
+    def __getattr__(self, name: str):
+        if name == "dataset":  # not yet set (unpickling in a worker)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
 def detection_loader(dataset, batch_size: int, workers: int, train: bool, dist: DistInfo, seed: int) -> DataLoader:
     sampler = ResumableSampler(len(dataset), seed, dist.rank, dist.world_size) if train else SequentialSampler(dataset)
+    if train:
+        dataset = SeededSamples(dataset, seed)
     return DataLoader(
         TolerantDataset(dataset, substitute=train),
         batch_size=batch_size,
@@ -255,7 +282,7 @@ def evaluate_detector(
     model.eval()
     evaluator = DetectionEvaluator(len(classes), class_names=list(classes), metric=metric)
     skipped: list[str] = []
-    bar = Progress(len(loader), "evaluate", enabled=progress, interval=max(1, len(loader) // 10))
+    bar = Progress(len(loader), "evaluate", enabled=progress, interval=max(20, len(loader) // 5))
     for images, targets, problems in loader:
         skipped += problems
         if images:
@@ -304,7 +331,9 @@ class DetectionTrainer:
 
         self.cfg, self.dist, self.device = cfg, dist, dist.device
         seed_everything(cfg.seed + dist.rank)
-        self.data = open_detection_data(cfg.data, cfg.dataset, cfg.train_sets, cfg.test_set, cfg.size, cfg.classes)
+        self.data = open_detection_data(
+            cfg.data, cfg.dataset, cfg.train_sets, cfg.test_set, cfg.size, cfg.classes, cfg.augment
+        )
         if len(self.data.train) < cfg.batch_size * dist.world_size:
             raise ConfigError(
                 f"{len(self.data.train)} training images do not fill one batch of "
@@ -319,15 +348,12 @@ class DetectionTrainer:
         if cfg.sync_bn and dist.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device)
-        self.train_model = (
-            nn.parallel.DistributedDataParallel(self.model, device_ids=[dist.local_rank])
-            if dist.distributed and self.device.type == "cuda"
-            else nn.parallel.DistributedDataParallel(self.model)
-            if dist.distributed
-            else self.model
-        )
+        self.train_model = self.model
+        if dist.distributed:
+            device_ids = [dist.local_rank] if self.device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
         self.optimizer = create_optimizer_v2(
-            self.model, "sgd", lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum
+            self.model, cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda it: lr_factor(it, cfg.warmup_iterations, cfg.lr_steps, cfg.lr_gamma)
@@ -381,6 +407,7 @@ class DetectionTrainer:
         epoch, done = divmod(self.iteration, sampler.per_rank // batch)
         while True:
             sampler.set_epoch(epoch, skip=done * batch)
+            self.train_loader.dataset.dataset.epoch = epoch  # TolerantDataset(SeededSamples(...))
             yield from self.train_loader
             epoch, done = epoch + 1, 0
 

@@ -54,9 +54,13 @@ def log_file(path: Path | None) -> Iterator[None]:
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     logger = logging.getLogger("mobilenext")
     logger.addHandler(handler)
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:  # a library caller that set up no logging still gets a full log
+        logger.setLevel(logging.INFO)
     try:
         yield
     finally:
+        logger.setLevel(level)
         logger.removeHandler(handler)
         handler.close()
 

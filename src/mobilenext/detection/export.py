@@ -1,0 +1,108 @@
+"""The detector as an ONNX graph: network and box decoding inside, score threshold and NMS outside.
+
+What the graph does: normalise a batch of ``size x size`` RGB images in [0, 1], run the backbone and the
+SSDLite head, decode the box regressions against the default boxes (torchvision's ``BoxCoder``, weights
+10, 10, 5, 5) and softmax the class logits. Outputs, for N images, A default boxes and C classes with
+background at index 0:
+
+- ``boxes``  [N, A, 4]: x1, y1, x2, y2 in pixels of the ``size x size`` input,
+- ``scores`` [N, A, C]: class probabilities.
+
+Post-processing, left to the deployment runtime because every runtime has its own fast NMS: per image and
+per class c >= 1, keep the boxes scoring above ``score_thresh`` (0.001 when evaluating mAP, ~0.3 for
+display), the ``topk_candidates`` (300) best of them, non-maximum suppression at IoU ``nms_thresh``
+(0.55), then the ``detections_per_img`` (300) best over all classes; finally scale the boxes from the
+``size x size`` input back to the original image. :func:`postprocess` is that recipe in PyTorch, and the
+tests check that graph + :func:`postprocess` reproduce torchvision's ``SSD`` detections.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.models.detection.image_list import ImageList
+from torchvision.ops import batched_nms, clip_boxes_to_image
+
+from .._io import atomic_path
+from ..deploy.export import exporter_errors
+from ..errors import require
+
+__all__ = ["DetectorGraph", "export_detector_onnx", "postprocess"]
+
+
+class DetectorGraph(nn.Module):
+    """An SSD's network on a fixed input size, returning decoded ``(boxes, scores)`` (see the module doc)."""
+
+    def __init__(self, ssd: nn.Module, size: int) -> None:
+        super().__init__()
+        self.backbone, self.head, self.box_coder, self.size = ssd.backbone, ssd.head, ssd.box_coder, size
+        self.register_buffer("mean", torch.tensor(ssd.transform.image_mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(ssd.transform.image_std).view(1, 3, 1, 1))
+        with torch.no_grad():  # the default boxes depend only on the input size: computed once, stored
+            blank = torch.zeros(1, 3, size, size)
+            maps = list(self.backbone.eval()(blank).values())
+            anchors = ssd.anchor_generator(ImageList(blank, [(size, size)]), maps)[0]
+        self.register_buffer("anchors", anchors)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        head = self.head(list(self.backbone((images - self.mean) / self.std).values()))
+        n, a = head["bbox_regression"].shape[:2]
+        anchors = self.anchors.expand(n, -1, -1).reshape(-1, 4)
+        boxes = self.box_coder.decode_single(head["bbox_regression"].reshape(-1, 4), anchors).view(n, a, 4)
+        return boxes, head["cls_logits"].softmax(-1)
+
+
+def postprocess(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    size: int,
+    original_size: tuple[int, int] | None = None,
+    score_thresh: float = 0.001,
+    nms_thresh: float = 0.55,
+    topk_candidates: int = 300,
+    detections_per_img: int = 300,
+) -> dict[str, torch.Tensor]:
+    """One image's ``boxes`` [A, 4] and ``scores`` [A, C] from the graph to detections (as torchvision's SSD)."""
+    boxes = clip_boxes_to_image(boxes, (size, size))
+    kept_boxes, kept_scores, kept_labels = [], [], []
+    for label in range(1, scores.shape[-1]):
+        class_scores = scores[:, label]
+        keep = class_scores > score_thresh
+        class_scores, class_boxes = class_scores[keep], boxes[keep]
+        class_scores, order = class_scores.topk(min(topk_candidates, class_scores.numel()))
+        kept_boxes.append(class_boxes[order])
+        kept_scores.append(class_scores)
+        kept_labels.append(torch.full_like(order, label))
+    boxes, scores, labels = torch.cat(kept_boxes), torch.cat(kept_scores), torch.cat(kept_labels)
+    keep = batched_nms(boxes, scores, labels, nms_thresh)[:detections_per_img]
+    boxes = boxes[keep]
+    if original_size is not None:
+        height, width = original_size
+        boxes = boxes * torch.tensor([width / size, height / size, width / size, height / size])
+    return {"boxes": boxes, "scores": scores[keep], "labels": labels[keep]}
+
+
+def export_detector_onnx(ssd: nn.Module, path: str | Path, size: int, verify: torch.Tensor | None = None) -> float:
+    """Write ``DetectorGraph(ssd)`` to ``path`` (dynamic batch, checked by ``onnx.checker``) and return the
+    largest difference of its outputs in onnxruntime against PyTorch on ``verify`` (``size x size`` images)."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        require(module, "onnx")
+    import onnx
+    import onnxruntime as ort
+
+    graph = DetectorGraph(ssd.eval(), size).eval()
+    verify = verify if verify is not None else torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    path = Path(path)
+    with atomic_path(path) as tmp, exporter_errors("onnx"):
+        torch.onnx.export(graph, (verify[:2].contiguous(),), str(tmp), dynamo=True, input_names=["images"],
+                          output_names=["boxes", "scores"], dynamic_shapes=({0: torch.export.Dim("batch", max=1024)},),
+                          external_data=False, verbose=False)
+        onnx.checker.check_model(str(tmp), full_check=True)
+    with torch.no_grad():
+        expected = graph(verify)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": verify.numpy()})
+    return max(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got))
