@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import subprocess
+import sys
 
 import onnxruntime
 import pytest
@@ -262,3 +265,18 @@ def test_bad_detection_runs_are_one_clear_error(tmp_path, capsys):
     torch.save({"format": "mobilenext-train-1", "model": "mobilenext_035"}, classification)
     assert main(["detect", "eval", str(classification)]) == 2
     assert "classification checkpoint" in capsys.readouterr().err
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    """``torchrun`` runs the same command as DDP (gloo on CPU): ranks split each epoch, rank 0 alone logs."""
+    root = write_shapes_voc(tmp_path / "data", train_images=16, test_images=4)
+    run = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "mobilenext",
+           "detect", "train", *QUICK, "--classes", *SHAPES_CLASSES, "--data", str(root), "--size", "96", "-b", "4",
+           "--iterations", "3", "--eval-interval", "3", "--lr-steps", "100", "--output", str(run)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("iteration 3/3") == 1 and "batch 4 x 2" in proc.stdout
+    state = torch.load(run / "last.pth", weights_only=True)
+    assert state["iteration"] == 3 and not any(k.startswith("module.") for k in state["state_dict"])

@@ -312,10 +312,6 @@ def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu") ->
     return model.to(device).eval(), record
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)
-
-
 # --- training --------------------------------------------------------------------------------------------
 def lr_factor(iteration: int, warmup: int, steps: tuple[int, ...], gamma: float) -> float:
     """Linear warm-up from 1/100 over ``warmup`` iterations, then multiply by ``gamma`` at each of ``steps``."""

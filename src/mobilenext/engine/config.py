@@ -165,7 +165,8 @@ def _coerce(field_: dataclasses.Field, value: Any, source: str) -> Any:
         if "nargs" in meta:
             count = meta["nargs"]
             if not isinstance(value, (list, tuple)) or (len(value) != count if count != "+" else not value):
-                raise ValueError(f"expected a list of {'one or more' if count == '+' else count} values")
+                kind = "numbers" if meta.get("type") in (int, float) else "values"
+                raise ValueError(f"expected a list of {'one or more' if count == '+' else count} {kind}")
             return tuple(meta.get("type", str)(v) for v in value)
         if meta.get("type") is int and not float(value).is_integer():
             raise ValueError("expected an integer")
