@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from torchvision.models.detection.image_list import ImageList
 
 import mobilenext
 from mobilenext.cli import main
+from mobilenext.detection.data import VOCDetection
 from mobilenext.detection.engine import DetectionConfig, lr_factor, open_detection_data
 from mobilenext.detection.export import DetectorGraph, export_detector_onnx, postprocess
 from mobilenext.detection.model import AUTHORS_BOXES, create_detector
@@ -280,3 +282,38 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert proc.stdout.count("iteration 3/3") == 1 and "batch 4 x 2" in proc.stdout
     state = torch.load(run / "last.pth", weights_only=True)
     assert state["iteration"] == 3 and not any(k.startswith("module.") for k in state["state_dict"])
+
+
+def _voc_to_coco(voc_root, coco_root, image_set: str, split: str) -> None:
+    """The same images and boxes as a COCO folder: ``split/`` images and ``annotations/instances_split.json``."""
+    reader = VOCDetection(voc_root, [("2007", image_set)], classes=SHAPES_CLASSES)
+    (coco_root / split).mkdir(parents=True)
+    (coco_root / "annotations").mkdir(exist_ok=True)
+    images, annotations = [], []
+    for index, image_id in enumerate(reader.image_ids):
+        name = image_id.split("/")[1] + ".jpg"
+        shutil.copy(voc_root / "VOCdevkit" / "VOC2007" / "JPEGImages" / name, coco_root / split / name)
+        image, target = reader[index]
+        images.append({"id": index + 1, "file_name": name, "height": image.shape[1], "width": image.shape[2]})
+        for box, label in zip(target["boxes"].tolist(), target["labels"].tolist()):
+            x1, y1, x2, y2 = box
+            annotations.append({"id": len(annotations) + 1, "image_id": index + 1, "category_id": 10 * label,
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+    categories = [{"id": 10 * (i + 1), "name": name} for i, name in enumerate(SHAPES_CLASSES)]
+    document = {"images": images, "annotations": annotations, "categories": categories}
+    (coco_root / "annotations" / f"instances_{split}.json").write_text(json.dumps(document))
+
+
+def test_coco_folder_trains_and_scores_with_coco_ap(tmp_path):
+    from mobilenext.detection.engine import parse_detect_args, train_detector
+
+    voc = write_shapes_voc(tmp_path / "voc", train_images=8, test_images=4)
+    coco = tmp_path / "coco"
+    _voc_to_coco(voc, coco, "trainval", "train2017")
+    _voc_to_coco(voc, coco, "test", "val2017")
+    data = open_detection_data(coco, size=96)  # found as COCO; the default VOC set names map to its splits
+    assert data.kind == "coco" and data.classes == SHAPES_CLASSES and (len(data.train), len(data.test)) == (8, 4)
+    result = train_detector(parse_detect_args([*QUICK, "--data", str(coco), "--size", "96", "-b", "4",
+                                               "--iterations", "2", "--eval-interval", "2", "--lr-steps", "100",
+                                               "--output", str(tmp_path / "run")]))
+    assert {"ap", "ap50", "ap75", "map50"} <= set(result) and 0 <= result["ap50"] <= 1

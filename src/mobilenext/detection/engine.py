@@ -187,10 +187,10 @@ def open_detection_data(
                                       transforms=test_tf, **voc)
         if train_sets is not None:
             splits["train"] = VOCDetection(root, _voc_sets(root, train_sets, False), transforms=train_tf, **voc)
-    else:
-        splits["test"] = _coco_split(root, test_set if "/" not in test_set else "val2017", test_tf)
+    else:  # VOC-style YEAR/SET names (the defaults) mean COCO's usual splits
+        splits["test"] = _coco_split(root, "val2017" if "/" in test_set else test_set, test_tf)
         if train_sets is not None:
-            splits["train"] = _coco_split(root, train_sets[0], train_tf)
+            splits["train"] = _coco_split(root, "train2017" if "/" in train_sets[0] else train_sets[0], train_tf)
     for name, split in splits.items():
         _report_split(name, split)
     train, test = splits.get("train"), splits["test"]
