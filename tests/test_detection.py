@@ -267,6 +267,20 @@ def test_bad_detection_runs_are_one_clear_error(tmp_path, capsys):
     torch.save({"format": "mobilenext-train-1", "model": "mobilenext_035"}, classification)
     assert main(["detect", "eval", str(classification)]) == 2
     assert "classification checkpoint" in capsys.readouterr().err
+    assert main(["detect", "eval", str(tmp_path / "missing.pth")]) == 2
+    assert "cannot load a detector: " in capsys.readouterr().err
+    truncated = tmp_path / "cut.pth"
+    truncated.write_bytes(classification.read_bytes()[:40])
+    assert main(["detect", "predict", str(tmp_path), "--checkpoint", str(truncated)]) == 2
+    assert "it is truncated or corrupt" in capsys.readouterr().err
+
+
+def test_detector_export_into_a_missing_folder_leaves_nothing(shapes_run, tmp_path, capsys):
+    _, run, _ = shapes_run
+    assert main(["detect", "export", str(run / "best.pth"), "-o", str(tmp_path / "nowhere" / "d.onnx")]) == 2
+    assert "folder" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()
+    assert main(["detect", "export", str(run / "best.pth"), "-o", str(tmp_path / "d.onnx")]) == 0
+    assert "max |diff|" in capsys.readouterr().out and (tmp_path / "d.onnx").stat().st_size > 1e6
 
 
 def test_two_process_ddp_on_cpu(tmp_path):

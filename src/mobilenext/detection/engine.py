@@ -31,7 +31,7 @@ from ..engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from ..engine.config import add_config_arguments, config_from_args, setting
+from ..engine.config import add_config_arguments, config_from_args, setting, settings_dict
 from ..engine.distributed import DistInfo, barrier, cleanup, init_distributed
 from ..engine.progress import Progress
 from ..engine.records import log_file, write_args, write_summary
@@ -102,7 +102,7 @@ class DetectionConfig:
     log_interval: int = setting(50, "iterations between progress lines when not on a terminal", type=int)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
+        return settings_dict(self)
 
 
 def parse_detect_args(argv: list[str]) -> DetectionConfig:
@@ -301,7 +301,7 @@ def _headline(metrics: dict[str, Any]) -> str:
 # --- checkpoints -----------------------------------------------------------------------------------------
 def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """The detector a ``mobilenext detect train`` checkpoint holds, in eval mode, with its training record."""
-    record = load_training_checkpoint(checkpoint)
+    record = load_training_checkpoint(checkpoint, action="load a detector")
     if record.get("task") != "detection":
         raise CheckpointError(
             f"{checkpoint} is a classification checkpoint; detect commands need one written by "

@@ -12,17 +12,10 @@ from torchvision.transforms.v2 import functional as F
 from torchvision.utils import draw_bounding_boxes
 
 from .._io import atomic_path
-from ..data.datasets import UnreadableImage
+from ..errors import ImageError
+from ..inference import load_image
 
 __all__ = ["detect_images", "draw_detections"]
-
-
-def _read(path: Path) -> torch.Tensor:
-    try:
-        with Image.open(path) as image:
-            return F.pil_to_tensor(image.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise UnreadableImage(f"{path}: {error}") from None
 
 
 def draw_detections(image: torch.Tensor, detections: dict[str, torch.Tensor], classes: Sequence[str]) -> Image.Image:
@@ -51,8 +44,8 @@ def detect_images(
         folder.mkdir(parents=True, exist_ok=True)
     for path in map(Path, paths):
         try:
-            image = _read(path)
-        except UnreadableImage as error:
+            image = F.pil_to_tensor(load_image(path))
+        except ImageError as error:
             yield path, error
             continue
         result = model([F.to_dtype(image, torch.float32, scale=True).to(device)])[0]

@@ -29,23 +29,24 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         torch.save({"format": _FORMAT, **state}, tmp)
 
 
-def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint written by :func:`save_checkpoint`, with one-sentence errors for anything else."""
+def load_training_checkpoint(path: str | Path, action: str = "resume") -> dict[str, Any]:
+    """A checkpoint written by :func:`save_checkpoint`, with one-sentence errors for anything else; ``action``
+    says in them what the checkpoint was for."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"cannot resume: {path} does not exist.")
+        raise CheckpointError(f"cannot {action}: {path} does not exist.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"cannot resume from {path}: it holds objects that are not loaded for safety ({e}).") \
+        raise CheckpointError(f"cannot {action} from {path}: it holds objects that are not loaded for safety ({e}).") \
             from None
     except Exception as e:
-        raise CheckpointError(f"cannot resume from {path}: it is truncated or corrupt ({type(e).__name__}).") from None
+        raise CheckpointError(f"cannot {action} from {path}: it is truncated or corrupt ({type(e).__name__}).") \
+            from None
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
-        raise CheckpointError(
-            f"cannot resume from {path}: it is a weights file, not a mobilenext training checkpoint; "
-            "start from its weights with --pretrained instead."
-        )
+        hint = "; start from its weights with --pretrained instead" if action == "resume" else ""
+        raise CheckpointError(f"cannot {action} from {path}: it is a weights file, not a mobilenext training "
+                              f"checkpoint{hint}.")
     return state
 
 

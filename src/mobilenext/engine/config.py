@@ -29,6 +29,7 @@ __all__ = [
     "load_config",
     "parse_train_args",
     "setting",
+    "settings_dict",
 ]
 
 DEFAULT_CONFIG = "digits"  # what `mobilenext train` runs when given neither --config nor --data
@@ -116,7 +117,12 @@ class TrainConfig:
         return self.lr_base * (math.sqrt(ratio) if self.lr_base_scale == "sqrt" else ratio)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return settings_dict(self)
+
+
+def settings_dict(settings: Any) -> dict[str, Any]:
+    """A settings dataclass as plain YAML-able values (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(settings).items()}
 
 
 def _fields(schema: type) -> dict[str, dataclasses.Field]:
