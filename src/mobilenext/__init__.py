@@ -17,6 +17,7 @@ from .errors import CheckpointError, ConfigError, ImageError, MobileNeXtError, U
 from .inference import inference_model
 from .models import MobileNeXt, SandglassBlock, count_madds, count_params, load_checkpoint
 from .models.checkpoint import classifier_classes, read_state_dict, to_model_layout
+from .nas import network as _nas_network  # noqa: F401  (registers darts_cifar)
 
 __version__ = "0.1.0"
 
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 # timm module names (last component of the module path) that hold our registrations.
-_MODEL_MODULES = ("mobilenext", "efficient", "baselines")
+_MODEL_MODULES = ("mobilenext", "efficient", "baselines", "network")
 
 
 def list_models(pattern: str = "") -> list[str]:

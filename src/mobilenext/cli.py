@@ -212,6 +212,50 @@ def _cmd_detect_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_nas_search(args: argparse.Namespace) -> int:
+    from .engine.config import config_from_args
+    from .nas.search import SearchConfig, search
+
+    search(config_from_args({k: v for k, v in vars(args).items() if k != "nas_command"}, schema=SearchConfig))
+    return 0
+
+
+def _cmd_nas_train(args: argparse.Namespace) -> int:
+    from .engine.config import config_from_args
+    from .nas.train import DEFAULT_RECIPE, NasTrainConfig, train_network
+
+    given = {k: v for k, v in vars(args).items() if k != "nas_command"}
+    given.setdefault("config", DEFAULT_RECIPE)
+    train_network(config_from_args(given, schema=NasTrainConfig))
+    return 0
+
+
+def _cmd_nas_show(args: argparse.Namespace) -> int:
+    from .nas.genotypes import load_genotype
+    from .nas.network import network_summary
+
+    genotype = load_genotype(args.genotype)
+    summary = network_summary(genotype, args.channels, args.layers, args.auxiliary, args.num_classes)
+    print(genotype)
+    for cell in ("normal", "reduce"):
+        print(f"  {cell:>6} cell: " + ", ".join(f"{n} x {op}" for op, n in summary[f"{cell}_ops"].items()))
+    print(f"evaluation network: {args.layers} cells, {args.channels} initial channels, {args.num_classes} classes: "
+          f"{summary['params']:,} params (DARTS's count: without the auxiliary head), {summary['madds'] / 1e6:.0f}M "
+          f"MAdds at 32x32" + (f"; {summary['params_with_auxiliary']:,} with it" if args.auxiliary else ""))
+    if args.output != "":
+        from .nas.plot import plot_genotype
+
+        output = args.output or f"{_genotype_stem(args.genotype)}.png"
+        print(f"drew both cells into {plot_genotype(genotype, output, title=_genotype_stem(args.genotype))}")
+    return 0
+
+
+def _genotype_stem(spec: str) -> str:
+    from pathlib import Path
+
+    return "genotype" if spec.lstrip().startswith("Genotype(") else Path(spec).stem
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -344,6 +388,30 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("checkpoint")
     q.add_argument("-o", "--output", help="default: <model>.onnx")
     q.set_defaults(func=_cmd_detect_export)
+
+    p = sub.add_parser("nas", help="DARTS architecture search with the sandglass op: search, train, show")
+    nas = p.add_subparsers(dest="nas_command", required=True, metavar="NAS_COMMAND")
+    from .nas.search import SearchConfig
+    from .nas.train import DEFAULT_RECIPE, NasTrainConfig
+
+    q = nas.add_parser("search", help="DARTS search on CIFAR (first or second order); writes genotype.json/.png",
+                       description="Settings: DARTS's search recipe < --config < flags. --ops picks the space: "
+                       "darts, darts+sg (the default: with the sandglass block), darts+ir, or operation names.")
+    add_config_arguments(q, SearchConfig)
+    q.set_defaults(func=_cmd_nas_search)
+    q = nas.add_parser("train", help="train the evaluation network of a genotype on CIFAR (DARTS's recipe)",
+                       description=f"Settings: defaults < --config (default {DEFAULT_RECIPE}: 600 epochs, SGD 0.025 "
+                       "cosine, batch 96) < flags. Under `torchrun` it runs DDP. Evaluate with `mobilenext validate`.")
+    add_config_arguments(q, NasTrainConfig)
+    q.set_defaults(func=_cmd_nas_train)
+    q = nas.add_parser("show", help="draw a genotype's cells and count its evaluation network's parameters")
+    q.add_argument("--genotype", default="DARTS_V2", help="DARTS_V1, DARTS_V2, a JSON file or Genotype(...) text")
+    q.add_argument("--channels", type=int, default=36, help="initial channels of the evaluation network [36]")
+    q.add_argument("--layers", type=int, default=20, help="cells of the evaluation network [20]")
+    q.add_argument("--auxiliary", action="store_true", help="also count the network with its auxiliary head")
+    q.add_argument("--num-classes", type=int, default=10)
+    q.add_argument("-o", "--output", help="PNG of both cells (default: <genotype>.png here; '' to skip)")
+    q.set_defaults(func=_cmd_nas_show)
 
     p = sub.add_parser("plot", help="loss and accuracy curves of runs to PNG, optionally beside the authors'")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or their summary.csv)")

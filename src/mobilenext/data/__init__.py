@@ -3,7 +3,7 @@
 from .cifar import CifarDataset, find_cifar
 from .datasets import DATA_DEFAULTS, Datasets, TolerantDataset, UnreadableImage, collate_tolerant, open_datasets
 from .digits import DigitsDataset, load_digits
-from .loader import ShardSampler, create_loader, create_transforms, resolve_transform_config
+from .loader import ResumableSampler, ShardSampler, create_loader, create_transforms, resolve_transform_config
 from .reference import REFERENCE_RUNS, read_summary
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "CifarDataset",
     "Datasets",
     "DigitsDataset",
+    "ResumableSampler",
     "ShardSampler",
     "TolerantDataset",
     "UnreadableImage",

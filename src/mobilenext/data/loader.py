@@ -12,7 +12,7 @@ from torch import nn
 
 from .datasets import TolerantDataset, collate_tolerant
 
-__all__ = ["ShardSampler", "create_loader", "resolve_transform_config", "create_transforms"]
+__all__ = ["ResumableSampler", "ShardSampler", "create_loader", "resolve_transform_config", "create_transforms"]
 
 _TRANSFORM_KEYS = ("img_size", "crop_pct", "interpolation", "mean", "std")
 
@@ -61,6 +61,28 @@ class ShardSampler(torch.utils.data.Sampler[int]):
 
     def __len__(self) -> int:
         return math.ceil((self.num_samples - self.rank) / self.world_size)
+
+
+class ResumableSampler(torch.utils.data.Sampler[int]):
+    """Shuffles by ``(seed, epoch)`` and shards over ranks like ``DistributedSampler`` (every rank gets the
+    same number of images), and can start an epoch ``skip`` images in, so a resumed run sees the batches the
+    interrupted one would have seen without loading the ones it already trained on."""
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
+        self.per_rank = size // world_size
+        self.epoch = self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        mine = order[: self.per_rank * self.world_size][self.rank :: self.world_size]
+        return iter(mine[self.skip :].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank - self.skip
 
 
 def create_loader(

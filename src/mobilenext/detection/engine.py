@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, SequentialSampler
 
 from ..data.datasets import TolerantDataset
+from ..data.loader import ResumableSampler
 from ..engine.checkpoint import (
     BEST,
     LAST,
@@ -44,7 +45,6 @@ from .model import create_detector
 __all__ = [
     "DetectionConfig",
     "DetectionData",
-    "ResumableSampler",
     "detection_loader",
     "evaluate_detector",
     "load_detector",
@@ -208,28 +208,6 @@ def _report_split(name: str, split) -> None:
     if split.counts["objects"] == 0:
         raise ConfigError(f"the {name} split has no objects of the classes {', '.join(split.classes[:5])}, ...; "
                           "name the dataset's classes with --classes.")
-
-
-class ResumableSampler(Sampler[int]):
-    """Shuffles by ``(seed, epoch)`` and shards over ranks like ``DistributedSampler`` (every rank gets the
-    same number of images), and can start an epoch ``skip`` images in, so a resumed run sees the batches the
-    interrupted one would have seen without loading the ones it already trained on."""
-
-    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
-        self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
-        self.per_rank = size // world_size
-        self.epoch = self.skip = 0
-
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        self.epoch, self.skip = epoch, skip
-
-    def __iter__(self):
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        mine = order[: self.per_rank * self.world_size][self.rank :: self.world_size]
-        return iter(mine[self.skip :].tolist())
-
-    def __len__(self) -> int:
-        return self.per_rank - self.skip
 
 
 class SeededSamples(torch.utils.data.Dataset):

@@ -87,7 +87,10 @@ class TrainConfig:
     opt: str = setting("sgd", "timm optimizer name (sgd, rmsproptf, adamw, ...)")
     opt_eps: float | None = setting(None, "optimizer epsilon", type=float)
     momentum: float = setting(0.9, "optimizer momentum", type=float)
-    weight_decay: float = setting(1e-4, "weight decay (not applied to biases and norms)", type=float)
+    weight_decay: float = setting(1e-4, "weight decay (not applied to biases and norms, unless --weight-decay-all)",
+                                  type=float)
+    weight_decay_all: bool = setting(False, "apply weight decay to biases and norm weights too (as DARTS does)",
+                                     **_BOOL)
     clip_grad: float | None = setting(None, "clip gradient norm to this value", type=float)
     sched: str = setting("cosine", "timm scheduler (cosine, step, ...)")
     warmup_epochs: int = setting(0, "linear warm-up epochs", type=int)

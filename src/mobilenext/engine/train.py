@@ -100,7 +100,7 @@ class Trainer:
         self.lr = cfg.global_lr(dist.world_size)
         self.optimizer = create_optimizer_v2(
             self.model, opt=cfg.opt, lr=self.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
-            **({"eps": cfg.opt_eps} if cfg.opt_eps is not None else {}),
+            filter_bias_and_bn=not cfg.weight_decay_all, **({"eps": cfg.opt_eps} if cfg.opt_eps is not None else {}),
         )
         self.scheduler, self.num_epochs = create_scheduler_v2(
             self.optimizer, sched=cfg.sched, num_epochs=cfg.epochs, decay_epochs=cfg.decay_epochs,
@@ -134,7 +134,7 @@ class Trainer:
 
     def _build_model(self) -> nn.Module:
         cfg = self.cfg
-        kwargs: dict[str, Any] = {"num_classes": self.num_classes}
+        kwargs: dict[str, Any] = {"num_classes": self.num_classes, **self.model_kwargs()}
         if cfg.drop is not None:
             kwargs["drop_rate"] = cfg.drop
         if cfg.drop_path is not None:
@@ -149,6 +149,11 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         return model
 
+    def model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the model beyond the common ones (a subclass's, e.g. a NAS genotype). They are
+        saved in the checkpoints so that ``mobilenext validate`` and resume rebuild the same model."""
+        return {}
+
     def _load_pretrained(self, model: nn.Module, path: str) -> None:
         state_dict = to_model_layout(read_state_dict(path), model)
         source_classes = classifier_classes(state_dict, model)
@@ -160,13 +165,18 @@ class Trainer:
             log.info(f"fine-tuning: {path} has a {source_classes}-class classifier; it is replaced by a new "
                      f"{self.num_classes}-class one, trained from scratch.")
 
-    def _build_loaders(self):
+    def transforms(self):
+        """(train, eval) transforms: timm's, with this run's augmentation settings."""
         cfg = self.cfg
         augment = {
             "scale": cfg.scale, "ratio": cfg.ratio, "hflip": cfg.hflip, "color_jitter": cfg.color_jitter,
             "auto_augment": cfg.aa, "re_prob": cfg.reprob, "re_mode": cfg.remode, "re_count": cfg.recount,
         }
-        train_tf, eval_tf = create_transforms(self.data_config, {k: v for k, v in augment.items() if v is not None})
+        return create_transforms(self.data_config, {k: v for k, v in augment.items() if v is not None})
+
+    def _build_loaders(self):
+        cfg = self.cfg
+        train_tf, eval_tf = self.transforms()
         self.datasets.train.transform, self.datasets.val.transform = train_tf, eval_tf
         common = dict(workers=default_workers() if cfg.workers is None else cfg.workers, rank=self.dist.rank,
                       world_size=self.dist.world_size, pin_memory=self.device.type == "cuda")
@@ -209,6 +219,9 @@ class Trainer:
         if trained != cfg.model:
             raise CheckpointError(f"cannot resume: {path} is a {trained} run, not {cfg.model}; pass --model {trained} "
                                   "or choose a new --output.")
+        if state.get("model_kwargs", {}) != self.model_kwargs():
+            raise CheckpointError(f"cannot resume: {path} was trained with other model settings "
+                                  f"({state.get('model_kwargs', {})}); choose a new --output.")
         check_state_dict(state["state_dict"], self.model)
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -278,7 +291,7 @@ class Trainer:
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast(self.device, cfg.amp):
-                loss = self.train_loss(model(images), targets)
+                loss = self.loss(model(images), targets)
             self._optimizer_step(loss)
             loss_sum += loss.detach().double() * len(images)
             images_seen += len(images)
@@ -290,6 +303,10 @@ class Trainer:
         loss_total, images_total, skipped_total = all_reduce_sum(torch.cat([loss_sum[None], counts])).tolist()
         return {"loss": loss_total / images_total, "img_per_sec": images_total / bar.elapsed,
                 "skipped": int(skipped_total), "skipped_names": skipped}
+
+    def loss(self, output: Any, targets: torch.Tensor) -> torch.Tensor:
+        """The training loss of one batch's model output (a subclass may add auxiliary terms)."""
+        return self.train_loss(output, targets)
 
     def _optimizer_step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -345,6 +362,7 @@ class Trainer:
             "args": self.cfg.to_dict(),
             "classes": list(self.datasets.classes),
             "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()},
+            "model_kwargs": self.model_kwargs(),
             "epoch": epoch + 1,  # epochs completed
             "num_updates": self.num_updates,
             "state_dict": _unwrap(self.model).state_dict(),
@@ -385,12 +403,13 @@ class Trainer:
         return line
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train as ``cfg`` says; works under ``torchrun`` (DDP) and as a plain process."""
+def train(cfg: TrainConfig, trainer: type[Trainer] = Trainer) -> dict[str, Any]:
+    """Train as ``cfg`` says (with ``trainer``, a :class:`Trainer` or subclass); works under ``torchrun``
+    (DDP) and as a plain process."""
     dist = init_distributed(cfg.device)
     try:
         if not dist.is_main:
             logging.getLogger("mobilenext").setLevel(logging.WARNING)
-        return Trainer(cfg, dist).run()
+        return trainer(cfg, dist).run()
     finally:
         cleanup()

@@ -241,7 +241,7 @@ def read_training_record(path: str | Path) -> dict[str, Any]:
     """The run settings stored beside the weights by ``mobilenext train`` ({} for a plain weights file).
 
     Keys: ``has_ema``, and for training checkpoints ``args`` (the run's flags), ``data_config`` (input size,
-    crop, normalisation) and ``metrics``.
+    crop, normalisation), ``metrics`` and ``model_kwargs`` (e.g. the genotype of a NAS network).
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -251,7 +251,8 @@ def read_training_record(path: str | Path) -> dict[str, Any]:
         return {}
     record: dict[str, Any] = {"has_ema": "state_dict_ema" in state}
     if isinstance(state.get("args"), dict):
-        record.update(args=state["args"], data_config=state.get("data_config", {}), metrics=state.get("metrics", {}))
+        record.update(args=state["args"], data_config=state.get("data_config", {}), metrics=state.get("metrics", {}),
+                      model_kwargs=state.get("model_kwargs", {}))
     return record
 
 
@@ -275,11 +276,12 @@ def restore_model(
             read_state_dict(checkpoint)  # a missing or damaged file gets its own sentence first
         raise ConfigError("pass --model: the checkpoint is a plain weights file and does not name its model.")
     record["model"] = name
+    kwargs = record.get("model_kwargs", {}) if not model or model == record.get("args", {}).get("model") else {}
     if not checkpoint:
         return create_model(name, **({"num_classes": num_classes} if num_classes else {})), record
-    probe = create_model(name)
+    probe = create_model(name, **kwargs)
     state_dict = to_model_layout(read_state_dict(checkpoint, use_ema=use_ema), probe)
     classes = num_classes or classifier_classes(state_dict, probe)
-    net = create_model(name, **({"num_classes": classes} if classes else {}))
+    net = create_model(name, **kwargs, **({"num_classes": classes} if classes else {}))
     load_checkpoint(net, state_dict)
     return net, record

@@ -1,0 +1,197 @@
+"""The evaluation network of DARTS on CIFAR: a stem, ``layers`` cells built from one genotype (reduction
+cells at 1/3 and 2/3 of the depth, where the width doubles), global pooling and a classifier, plus an
+auxiliary classifier at 2/3 of the depth for training.
+
+Registered with timm as ``darts_cifar``: ``timm.create_model("darts_cifar", genotype="DARTS_V2",
+init_channels=36, layers=20, auxiliary=True, drop_path_rate=0.2)``. In training mode with
+``auxiliary=True`` the forward returns ``(logits, auxiliary_logits)``, as DARTS's does; otherwise logits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from timm.layers import drop_path
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from torch import nn
+
+from .genotypes import Genotype, load_genotype
+from .operations import OPS, FactorizedReduce, ReLUConvBN
+
+__all__ = ["Cell", "NetworkCIFAR", "AuxiliaryHeadCIFAR", "count_network_params", "cell_preprocess",
+           "network_summary"]
+
+STEM_MULTIPLIER = 3  # the stem is 3C wide
+
+
+def cell_preprocess(prev_prev_chs: int, prev_chs: int, chs: int, reduction_prev: bool, affine: bool):
+    """Bring a cell's two inputs to ``chs`` channels and the same resolution: after a reduction cell the
+    older input is twice as large, so it is halved by a :class:`FactorizedReduce`."""
+    pre0 = FactorizedReduce(prev_prev_chs, chs, affine) if reduction_prev else \
+        ReLUConvBN(prev_prev_chs, chs, 1, 1, 0, affine)
+    return pre0, ReLUConvBN(prev_chs, chs, 1, 1, 0, affine)
+
+
+class Cell(nn.Module):
+    """One cell of a genotype: each intermediate node sums two operations on earlier nodes; the output
+    concatenates the nodes of ``concat``. In a reduction cell the operations on the inputs have stride 2."""
+
+    def __init__(self, genotype: Genotype, prev_prev_chs: int, prev_chs: int, chs: int, reduction: bool,
+                 reduction_prev: bool):
+        super().__init__()
+        self.reduction = reduction
+        self.preprocess0, self.preprocess1 = cell_preprocess(prev_prev_chs, prev_chs, chs, reduction_prev, True)
+        edges, self.concat = (genotype.reduce, genotype.reduce_concat) if reduction else \
+            (genotype.normal, genotype.normal_concat)
+        self.inputs = [node for _, node in edges]
+        self.ops = nn.ModuleList(OPS[op](chs, 2 if reduction and node < 2 else 1, True) for op, node in edges)
+        self.multiplier = len(self.concat)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        for first in range(0, len(self.ops), 2):
+            node = 0
+            for op, source in zip(self.ops[first : first + 2], self.inputs[first : first + 2]):
+                h = op(states[source])
+                if self.training and drop_prob > 0 and not isinstance(op, nn.Identity):
+                    h = drop_path(h, drop_prob, training=True)  # an identity edge is never dropped (DARTS)
+                node = node + h
+            states.append(node)
+        return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+class AuxiliaryHeadCIFAR(nn.Module):
+    """DARTS's auxiliary classifier on the 8x8 maps after the second reduction cell."""
+
+    def __init__(self, in_chs: int, num_classes: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=True),
+            nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False),  # 8x8 -> 2x2
+            nn.Conv2d(in_chs, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False),
+            nn.BatchNorm2d(768),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+class NetworkCIFAR(nn.Module):
+    """DARTS's CIFAR network from a genotype (a :class:`Genotype`, a built-in name or a JSON file).
+
+    ``drop_path_rate`` is the largest drop-path probability; the trainer raises ``drop_path_prob`` to it
+    linearly over the epochs, as DARTS does.
+    """
+
+    def __init__(self, genotype: Genotype | str | Path = "DARTS_V2", init_channels: int = 36, layers: int = 20,
+                 num_classes: int = 10, auxiliary: bool = False, drop_path_rate: float = 0.0,
+                 drop_rate: float = 0.0, in_chans: int = 3):
+        super().__init__()
+        self.genotype = load_genotype(genotype)
+        self.num_classes, self.drop_rate, self.drop_path_rate = num_classes, drop_rate, drop_path_rate
+        self.drop_path_prob = drop_path_rate
+        self.layers = layers
+        chs = STEM_MULTIPLIER * init_channels
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, chs, 3, padding=1, bias=False), nn.BatchNorm2d(chs))
+        prev_prev, prev, chs = chs, chs, init_channels
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        self.aux_index = 2 * layers // 3
+        aux_chs = prev
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            chs *= 2 if reduction else 1
+            cell = Cell(self.genotype, prev_prev, prev, chs, reduction, reduction_prev)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            prev_prev, prev = prev, cell.multiplier * chs
+            if i == self.aux_index:
+                aux_chs = prev
+        self.auxiliary_head = AuxiliaryHeadCIFAR(aux_chs, num_classes) if auxiliary else None
+        self.num_features = prev
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(prev, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward_cells(x)[0]
+
+    def _forward_cells(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        s0 = s1 = self.stem(x)
+        aux_input = None
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i == self.aux_index:
+                aux_input = s1
+        return s1, aux_input
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.global_pool(x).flatten(1)
+        if self.drop_rate > 0:
+            x = nn.functional.dropout(x, self.drop_rate, self.training)
+        return x if pre_logits else self.classifier(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        features, aux_input = self._forward_cells(x)
+        logits = self.forward_head(features)
+        if self.training and self.auxiliary_head is not None:
+            return logits, self.auxiliary_head(aux_input)
+        return logits
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        if self.auxiliary_head is not None:
+            self.auxiliary_head.classifier = nn.Linear(768, num_classes)
+
+
+def count_network_params(model: nn.Module) -> int:
+    """Parameters as DARTS counts them (its ``count_parameters_in_MB``): without the auxiliary head, which
+    is dropped after training."""
+    return sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name)
+
+
+def network_summary(genotype: Genotype | str | Path, init_channels: int = 36, layers: int = 20,
+                    auxiliary: bool = False, num_classes: int = 10) -> dict[str, Any]:
+    """Size of a genotype's evaluation network: ``params`` as DARTS counts them (no auxiliary head),
+    ``params_with_auxiliary``, ``madds`` of one 32x32 image, and the operations of each cell."""
+    from collections import Counter
+
+    from ..models.complexity import count_madds, count_params
+
+    model = NetworkCIFAR(genotype, init_channels, layers, num_classes, auxiliary=auxiliary)
+    return {
+        "params": count_network_params(model),
+        "params_with_auxiliary": count_params(model),
+        "madds": count_madds(model, (3, 32, 32)),
+        "normal_ops": dict(Counter(op for op, _ in model.genotype.normal).most_common()),
+        "reduce_ops": dict(Counter(op for op, _ in model.genotype.reduce).most_common()),
+    }
+
+
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    return {
+        "num_classes": 10, "input_size": (3, 32, 32), "pool_size": (1, 1), "crop_pct": 1.0,
+        "interpolation": "bilinear", "mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616),
+        "first_conv": "stem.0", "classifier": "classifier", "license": "apache-2.0", **kwargs,
+    }  # fmt: skip
+
+
+default_cfgs = generate_default_cfgs({"darts_cifar": _cfg()})
+
+
+@register_model
+def darts_cifar(pretrained: bool = False, **kwargs: Any) -> NetworkCIFAR:
+    """DARTS's CIFAR evaluation network; ``genotype`` (default ``DARTS_V2``), ``init_channels`` (36),
+    ``layers`` (20), ``auxiliary`` (False) are keyword arguments."""
+    return build_model_with_cfg(NetworkCIFAR, "darts_cifar", pretrained, feature_cfg={"flatten_sequential": False},
+                                **kwargs)

@@ -1,0 +1,75 @@
+"""``mobilenext nas train``: train the evaluation network of a genotype on CIFAR, the DARTS way.
+
+It is ``mobilenext train`` (the same loop, flags, checkpoints, resume and DDP) with what DARTS's
+evaluation adds: the network built from a genotype, an auxiliary classifier weighted 0.4, drop-path
+whose rate rises linearly over the epochs, and pad-crop + flip + Cutout augmentation. The recipe,
+``configs/darts_cifar10.yaml``, is DARTS's: 600 epochs, batch 96, SGD 0.025 cosine, weight decay 3e-4.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..engine.config import TrainConfig, setting
+from ..engine.train import Trainer, _unwrap, train
+from ..errors import ConfigError
+from .data import cifar_transforms
+from .genotypes import load_genotype
+from .network import count_network_params
+
+__all__ = ["NasTrainConfig", "NasTrainer", "train_network", "DEFAULT_RECIPE"]
+
+DEFAULT_RECIPE = "darts_cifar10"  # what `mobilenext nas train` runs without --config
+
+
+@dataclass
+class NasTrainConfig(TrainConfig):
+    model: str = setting("darts_cifar", "network (darts_cifar: DARTS's CIFAR network built from --genotype)")
+    genotype: str = setting("DARTS_V2", "built-in genotype (DARTS_V1, DARTS_V2), JSON file, or Genotype(...) text")
+    init_channels: int = setting(36, "channels of the first cells", type=int)
+    layers: int = setting(20, "cells", type=int)
+    auxiliary: bool = setting(True, "auxiliary classifier at 2/3 of the depth", action=argparse.BooleanOptionalAction)
+    auxiliary_weight: float = setting(0.4, "weight of the auxiliary loss", type=float)
+    cutout: int = setting(16, "Cutout square side (0: off)", type=int)
+
+
+class NasTrainer(Trainer):
+    cfg: NasTrainConfig
+
+    def __init__(self, cfg: NasTrainConfig, dist):
+        if cfg.data is None:
+            raise ConfigError("nas train runs on CIFAR: pass --data with the folder of cifar-10-batches-py.")
+        self.genotype = load_genotype(cfg.genotype)
+        super().__init__(cfg, dist)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {"genotype": self.genotype.to_dict(), "init_channels": cfg.init_channels, "layers": cfg.layers,
+                "auxiliary": cfg.auxiliary}
+
+    def transforms(self):
+        return cifar_transforms(training=True, cutout=self.cfg.cutout), cifar_transforms(training=False)
+
+    def loss(self, output: Any, targets: torch.Tensor) -> torch.Tensor:
+        if isinstance(output, tuple):  # (logits, auxiliary logits) in training
+            logits, aux_logits = output
+            return self.train_loss(logits, targets) + self.cfg.auxiliary_weight * self.train_loss(aux_logits, targets)
+        return self.train_loss(output, targets)
+
+    def train_one_epoch(self, epoch: int) -> dict[str, Any]:
+        model = _unwrap(self.model)
+        model.drop_path_prob = model.drop_path_rate * epoch / self.num_epochs  # DARTS: 0 -> rate, linearly
+        return super().train_one_epoch(epoch)
+
+    def _describe(self) -> str:
+        return (f"{super()._describe()}\n  genotype {self.genotype}\n  {count_network_params(self.model):,} "
+                "params without the auxiliary head (as DARTS counts them)")
+
+
+def train_network(cfg: NasTrainConfig) -> dict[str, Any]:
+    """Train as ``cfg`` says; works under ``torchrun`` (DDP) and as a plain process."""
+    return train(cfg, NasTrainer)
