@@ -288,6 +288,11 @@ def test_cifar_folder_with_missing_batches(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_nas_train_needs_cifar(capsys):
+    assert main(["nas", "train", "--epochs", "1"]) == 2
+    assert "nas train runs on CIFAR: pass --data" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("make", ["nothing", "not_cifar"])
 def test_search_needs_a_cifar_folder(tmp_path, capsys, make):
     if make == "not_cifar":

@@ -169,12 +169,13 @@ class Architect:
         buffers = {n: b.clone() for n, b in self.model.named_buffers()}
         return F.cross_entropy(functional_call(self.model, {**weights, **buffers}, (batch[0],)), batch[1])
 
-    def virtual_weights(self, train_batch, lr: float, weight_optimizer: torch.optim.Optimizer
-                        ) -> dict[str, torch.Tensor]:
-        """``w' = w - lr * (momentum * buffer + grad_w L_train + weight_decay * w)``: the step SGD would take."""
+    def virtual_weights(self, train_batch, lr: float, weight_optimizer: torch.optim.Optimizer,
+                        keep_graph: bool = False) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+        """``w' = w - lr * (momentum * buffer + grad_w L_train + weight_decay * w)``, the step SGD would take,
+        and ``grad_w L_train`` (with its graph if ``keep_graph``, for the exact Hessian-vector product)."""
         named = self.model.named_weight_parameters()
         loss = self._loss_at({}, train_batch)
-        grads = _grad(loss, [p for _, p in named])
+        grads = _grad(loss, [p for _, p in named], create_graph=keep_graph)
         group = weight_optimizer.param_groups[0]
         momentum, decay = group.get("momentum", 0.0), group.get("weight_decay", 0.0)
         stepped = {}
@@ -182,12 +183,12 @@ class Architect:
             buffer = weight_optimizer.state.get(w, {}).get("momentum_buffer")
             direction = g + decay * w + (momentum * buffer if buffer is not None else 0.0)
             stepped[name] = (w - lr * direction).detach()
-        return stepped
+        return stepped, grads
 
     def unrolled_val_loss(self, train_batch, val_batch, lr: float, weight_optimizer) -> float:
         """``L_val(w'(alpha), alpha)``, the objective the second-order gradient differentiates."""
         with torch.enable_grad():
-            stepped = self.virtual_weights(train_batch, lr, weight_optimizer)
+            stepped, _ = self.virtual_weights(train_batch, lr, weight_optimizer)
         with torch.no_grad():
             return float(self._loss_at(stepped, val_batch))
 
@@ -195,20 +196,25 @@ class Architect:
         """``d L_val(w', alpha) / d alpha = grad_alpha L_val(w', alpha) - lr * H v`` with ``v = grad_w' L_val``
         and ``H = d^2 L_train(w, alpha) / d alpha d w``. Returns the gradients and ``L_val(w', alpha)``."""
         alphas = self.model.arch_parameters()
-        stepped = {n: w.requires_grad_() for n, w in self.virtual_weights(train_batch, lr, weight_optimizer).items()}
+        # The exact product differentiates grad_w L_train once more: keep its graph rather than recompute it.
+        stepped, train_grads = self.virtual_weights(train_batch, lr, weight_optimizer, self.hessian == "exact")
+        stepped = {n: w.requires_grad_() for n, w in stepped.items()}
         loss = self._loss_at(stepped, val_batch)
         grads = _grad(loss, [*alphas, *stepped.values()])
         direct, v = grads[: len(alphas)], grads[len(alphas) :]
-        hessian_v = self.mixed_hessian_vector(train_batch, v)
+        hessian_v = self.mixed_hessian_vector(train_batch, v, train_grads if self.hessian == "exact" else None)
         return [d - lr * h for d, h in zip(direct, hessian_v)], loss.detach()
 
-    def mixed_hessian_vector(self, train_batch, v: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``(d^2 L_train / d alpha d w) v`` at the current weights, exactly or by central differences."""
+    def mixed_hessian_vector(self, train_batch, v: list[torch.Tensor],
+                             train_grads: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """``(d^2 L_train / d alpha d w) v`` at the current weights, exactly or by central differences.
+        ``train_grads``: ``grad_w L_train`` with its graph, if already computed."""
         alphas = self.model.arch_parameters()
         named = self.model.named_weight_parameters()
         if self.hessian == "exact":  # d/d alpha of (grad_w L_train . v)
-            grads = _grad(self._loss_at({}, train_batch), [w for _, w in named], create_graph=True)
-            return _grad(sum((g * u).sum() for g, u in zip(grads, v)), alphas)
+            if train_grads is None:
+                train_grads = _grad(self._loss_at({}, train_batch), [w for _, w in named], create_graph=True)
+            return _grad(sum((g * u).sum() for g, u in zip(train_grads, v)), alphas)
         eps = self.radius / torch.cat([u.flatten() for u in v]).norm().clamp_min(1e-12)
 
         def alpha_grad(sign: float) -> list[torch.Tensor]:
