@@ -325,6 +325,11 @@ def test_nas_train_then_validate_reproduces_the_logged_accuracy(cifar, tmp_path,
     assert main(["validate", str(out / "best.pth"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["top1"] == pytest.approx(result["logged"]["eval_prec1"])
+    # resuming the run with another genotype would load weights into the wrong cells: refused
+    assert main(["nas", "train", "--data", str(cifar), "--genotype", "DARTS_V2", "--epochs", "3", "-b", "16",
+                 "--init-channels", "4", "--layers", "5", "-j", "0", "--output", str(out), "--resume", "auto"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "was trained with other model settings (another genotype)" in error and len(error.splitlines()) == 1
 
 
 def test_nas_show_counts_and_draws(tmp_path, capsys):

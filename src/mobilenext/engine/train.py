@@ -219,9 +219,11 @@ class Trainer:
         if trained != cfg.model:
             raise CheckpointError(f"cannot resume: {path} is a {trained} run, not {cfg.model}; pass --model {trained} "
                                   "or choose a new --output.")
-        if state.get("model_kwargs", {}) != self.model_kwargs():
-            raise CheckpointError(f"cannot resume: {path} was trained with other model settings "
-                                  f"({state.get('model_kwargs', {})}); choose a new --output.")
+        saved, current = state.get("model_kwargs", {}), self.model_kwargs()
+        if saved != current:
+            differ = sorted(k for k in {*saved, *current} if saved.get(k) != current.get(k))
+            raise CheckpointError(f"cannot resume: {path} was trained with other model settings (another "
+                                  f"{', '.join(differ)}); pass the same ones or choose a new --output.")
         check_state_dict(state["state_dict"], self.model)
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
