@@ -166,6 +166,18 @@ def test_bad_genotype_files_get_one_sentence(tmp_path, capsys, content, message)
     assert error.startswith("mobilenext nas: error:") and len(error.splitlines()) == 1
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["nas", "show", "--channels", "0"], "at least 1 initial channel, got 0"),
+    (["nas", "show", "--layers", "2"], "at least 3 cells"),
+    (["nas", "search", "--data", "CIFAR", "--nodes", "0"], "at least 1 node"),
+])  # fmt: skip
+def test_impossible_network_sizes_get_one_sentence(cifar, capsys, args, message):
+    args = [str(cifar) if a == "CIFAR" else a for a in args]
+    assert main([*args, "-o" if args[1] == "show" else "--epochs", "" if args[1] == "show" else "1"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1
+
+
 def test_unknown_genotype_name():
     with pytest.raises(ConfigError, match="neither a built-in \\(DARTS_V1, DARTS_V2, DARTS\\) nor an existing"):
         load_genotype("DARTS_V3")
@@ -215,7 +227,7 @@ def test_second_order_gradient_equals_finite_differences(hessian, radius):
 
 def test_virtual_steps_leave_the_model_untouched():
     torch.manual_seed(0)
-    model = SearchNetwork(init_channels=4, num_classes=3, layers=2, steps=1, multiplier=1, ops=("none", "sep_conv_3x3"))
+    model = SearchNetwork(init_channels=4, num_classes=3, layers=3, steps=1, multiplier=1, ops=("none", "sep_conv_3x3"))
     optimizer = torch.optim.SGD(model.weight_parameters(), lr=0.1, momentum=0.9)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     batch = (torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]))

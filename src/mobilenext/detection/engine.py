@@ -32,7 +32,7 @@ from ..engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from ..engine.config import add_config_arguments, config_from_args, setting, settings_dict
+from ..engine.config import Settings, add_config_arguments, config_from_args, setting
 from ..engine.distributed import DistInfo, barrier, cleanup, init_distributed
 from ..engine.progress import Progress
 from ..engine.records import log_file, write_args, write_summary
@@ -59,7 +59,7 @@ SUMMARY_COLUMNS = ("iteration", "train_loss", "bbox_loss", "cls_loss", "lr")
 
 
 @dataclass
-class DetectionConfig:
+class DetectionConfig(Settings):
     model: str = setting(
         "ssdlite320_mobilenext_100",
         "detector: ssdlite320_mobilenext_100, ssdlite320_mobilenetv2_100, or ssdlite_<backbone> with --size",
@@ -100,10 +100,6 @@ class DetectionConfig:
     output: str | None = setting(None, "run folder (default: runs/<model>-<time>)")
     resume: str | None = setting(None, "checkpoint to resume, or 'auto' for the run folder's last.pth")
     log_interval: int = setting(50, "iterations between progress lines when not on a terminal", type=int)
-
-    def to_dict(self) -> dict[str, Any]:
-        return settings_dict(self)
-
 
 def parse_detect_args(argv: list[str]) -> DetectionConfig:
     """Parse a ``mobilenext detect train`` command line (for scripts and tests)."""

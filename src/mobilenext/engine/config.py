@@ -21,6 +21,7 @@ import yaml
 from ..errors import ConfigError
 
 __all__ = [
+    "Settings",
     "TrainConfig",
     "add_config_arguments",
     "config_from_args",
@@ -45,8 +46,16 @@ _FLOATS2 = {"type": float, "nargs": 2}
 _FLOATS3 = {"type": float, "nargs": 3}
 
 
+class Settings:
+    """Base of the settings dataclasses (training, detection, search): plain YAML-able values for args.yaml
+    and checkpoints."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return settings_dict(self)
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     # model
     model: str = setting("mobilenext_100", "model name (`mobilenext models`); any timm model works too")
     pretrained: str | None = setting(None, "initial weights file (fine-tuning)", "--pretrained", "--initial-checkpoint")
@@ -118,9 +127,6 @@ class TrainConfig:
             return self.lr
         ratio = self.batch_size * world_size / self.lr_base_size
         return self.lr_base * (math.sqrt(ratio) if self.lr_base_scale == "sqrt" else ratio)
-
-    def to_dict(self) -> dict[str, Any]:
-        return settings_dict(self)
 
 
 def settings_dict(settings: Any) -> dict[str, Any]:

@@ -17,13 +17,23 @@ from timm.layers import drop_path
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
+from ..errors import ConfigError
 from .genotypes import Genotype, load_genotype
 from .operations import OPS, FactorizedReduce, ReLUConvBN
 
 __all__ = ["Cell", "NetworkCIFAR", "AuxiliaryHeadCIFAR", "count_network_params", "cell_preprocess",
-           "network_summary"]
+           "check_network_size", "network_summary"]
 
 STEM_MULTIPLIER = 3  # the stem is 3C wide
+
+
+def check_network_size(init_channels: int, layers: int) -> None:
+    """One sentence for sizes no DARTS network can have (the search and the evaluation network alike)."""
+    if init_channels < 1:
+        raise ConfigError(f"the network needs at least 1 initial channel, got {init_channels}.")
+    if layers < 3:
+        raise ConfigError(f"the network needs at least 3 cells (reduction cells sit at 1/3 and 2/3 of the depth), "
+                          f"got {layers}.")
 
 
 def cell_preprocess(prev_prev_chs: int, prev_chs: int, chs: int, reduction_prev: bool, affine: bool):
@@ -94,6 +104,7 @@ class NetworkCIFAR(nn.Module):
                  num_classes: int = 10, auxiliary: bool = False, drop_path_rate: float = 0.0,
                  drop_rate: float = 0.0, in_chans: int = 3):
         super().__init__()
+        check_network_size(init_channels, layers)
         self.genotype = load_genotype(genotype)
         self.num_classes, self.drop_rate, self.drop_path_rate = num_classes, drop_rate, drop_path_rate
         self.drop_path_prob = drop_path_rate

@@ -31,7 +31,7 @@ from ..engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from ..engine.config import setting, settings_dict
+from ..engine.config import Settings, setting
 from ..engine.progress import Progress
 from ..engine.records import log_file, write_args, write_summary
 from ..engine.train import TrainingDiverged, default_workers, seed_everything
@@ -52,7 +52,7 @@ _BOOL = {"action": argparse.BooleanOptionalAction}
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(Settings):
     """DARTS's search recipe (Liu et al. 2019, CIFAR-10) as the defaults."""
 
     data: str | None = setting(None, "CIFAR python folder (cifar-10-batches-py/ or its parent)")
@@ -83,10 +83,6 @@ class SearchConfig:
     output: str | None = setting(None, "run folder (default: runs/nas-search-<time>)")
     resume: str | None = setting(None, "checkpoint to resume, or 'auto' for the run folder's last.pth")
     log_interval: int = setting(50, "steps between progress reports when not on a terminal", type=int)
-
-    def to_dict(self) -> dict[str, Any]:
-        return settings_dict(self)
-
 
 def _loader(dataset, indices: range, cfg: SearchConfig, seed: int, pin: bool) -> DataLoader:
     workers = default_workers() if cfg.workers is None else cfg.workers
@@ -240,6 +236,7 @@ class Searcher:
 
     # ---- records ------------------------------------------------------------------------------------------
     def _save(self, epoch: int, row: dict[str, Any]) -> None:
+        genotype = self.model.genotype()
         state = {
             "kind": "nas-search",
             "args": self.cfg.to_dict(),
@@ -251,7 +248,7 @@ class Searcher:
             "scheduler": self.scheduler.state_dict(),
             "arch_optimizer": self.architect.optimizer.state_dict(),
             "rng": rng_state(),
-            "genotype": self.model.genotype().to_dict(),
+            "genotype": genotype.to_dict(),
             "history": self.history + [row],
         }
         self.history.append(row)
@@ -260,7 +257,7 @@ class Searcher:
         write_summary(self.output / "summary.csv", numbers, leading=SUMMARY_COLUMNS)
         with atomic_path(self.output / "genotypes.txt") as tmp:  # the derived cells, epoch by epoch
             tmp.write_text("".join(f"epoch {r['epoch']}: {r['genotype']}\n" for r in self.history))
-        self._write_genotype(self.model.genotype(), epoch)
+        self._write_genotype(genotype, epoch)
 
     def _write_genotype(self, genotype: Genotype, epoch: int) -> None:
         normal, reduce = (w.detach().cpu() for w in self.model.arch_weights())

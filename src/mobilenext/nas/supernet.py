@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from ..errors import ConfigError
 from .genotypes import Genotype, derive_genotype
-from .network import STEM_MULTIPLIER, cell_preprocess
+from .network import STEM_MULTIPLIER, cell_preprocess, check_network_size
 from .operations import OP_PRESETS, OPS
 
 __all__ = ["MixedOp", "SearchCell", "SearchNetwork", "Architect"]
@@ -77,6 +78,10 @@ class SearchNetwork(nn.Module):
     def __init__(self, init_channels: int = 16, num_classes: int = 10, layers: int = 8, steps: int = 4,
                  multiplier: int = 4, ops: Sequence[str] = OP_PRESETS["darts+sg"]):
         super().__init__()
+        check_network_size(init_channels, layers)
+        if not 1 <= multiplier <= steps:
+            raise ConfigError(f"a search cell needs at least 1 node and concatenates 1..nodes of them; got {steps} "
+                              f"node(s), {multiplier} concatenated.")
         self.ops, self.steps, self.multiplier = tuple(ops), steps, multiplier
         self.config = dict(init_channels=init_channels, num_classes=num_classes, layers=layers, steps=steps,
                            multiplier=multiplier, ops=list(self.ops))
