@@ -4,6 +4,7 @@ evaluation network, and the `mobilenext nas` commands on a small CIFAR-format da
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import timm
@@ -290,6 +291,16 @@ def test_search_cli_with_the_inverted_residual_space(cifar, tmp_path, capsys):
     genotype = load_genotype(out / "genotype.json")
     assert {op for op, _ in genotype.normal + genotype.reduce} <= set(resolve_ops("darts+ir")) - {"none"}
     assert "second order (unrolled, exact Hessian)" in capsys.readouterr().out
+
+
+def test_without_matplotlib_search_writes_all_but_pictures(cifar, tmp_path, monkeypatch, capsys, caplog):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if `pip install mobilenext` without [plot]
+    out = tmp_path / "run"
+    Searcher(SearchConfig(data=str(cifar), epochs=1, unrolled=False, output=str(out), **TINY_SEARCH)).run()
+    assert load_genotype(out / "genotype.json") and not (out / "genotype.png").exists()
+    assert "no cell pictures: matplotlib is not installed" in caplog.text
+    assert main(["nas", "show", "-o", str(tmp_path / "cells.png")]) == 2
+    assert "pip install 'mobilenext[plot]'" in capsys.readouterr().err
 
 
 def test_cifar_folder_with_missing_batches(tmp_path, capsys):

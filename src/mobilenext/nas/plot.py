@@ -246,11 +246,11 @@ def plot_genotype(genotype: Genotype, output: str | Path, title: str | None = No
     Inputs ``c_{k-2}``, ``c_{k-1}`` sit on the left, intermediate nodes (numbered 0.. as in DARTS's figures)
     step left to right alternating up and down, and ``c_{k}`` on the right collects the concatenated nodes
     (grey arrows). Op edges are coloured by family, with a legend of the families present."""
+    plt = pyplot()  # first: without matplotlib, the error names the extra that installs it
     from matplotlib.lines import Line2D
 
     genotype = check_genotype(genotype)
     output = Path(output)
-    plt = pyplot()
     cells = []
     for cell, concat, name in ((genotype.normal, genotype.normal_concat, "normal cell"),
                                (genotype.reduce, genotype.reduce_concat, "reduction cell")):
@@ -320,6 +320,7 @@ def plot_alphas(weights_normal: Any, weights_reduce: Any, ops: Sequence[str], ou
     ``weights_*`` are ``[edges, len(ops)]`` tensors or arrays, edges ordered node by node as DARTS stores
     them (node 0 reads ``c_{k-2}``, ``c_{k-1}``; node 1 also node 0; ...). Both share one colour scale so
     the cells compare; the largest weight of each edge is written in bold."""
+    plt = pyplot()  # first: without matplotlib, the error names the extra that installs it
     from matplotlib.colors import Normalize
 
     if not isinstance(steps, int) or steps < 1:
@@ -335,7 +336,6 @@ def plot_alphas(weights_normal: Any, weights_reduce: Any, ops: Sequence[str], ou
     high = max(float(m.max()) for m in matrices)
     norm = Normalize(vmin=low, vmax=high if high > low else low + 1.0)
 
-    plt = pyplot()
     width = min(max(0.5 * len(ops) + 1.6, 3.5), 10.0)
     height = min(max(0.27 * edges + 1.8, 3.0), 16.0)
     fig = plt.figure(figsize=(2 * width + 1.0, height + (0.35 if title else 0)))
