@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from timm.data import create_dataset as timm_create_dataset
 from timm.data.readers import create_reader
 from timm.data.readers.img_extensions import get_img_extensions
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ImageError
 from .cifar import CifarDataset, find_cifar
 from .digits import DigitsDataset
+from .images import read_image
 
 __all__ = [
     "DATA_DEFAULTS",
@@ -78,16 +78,14 @@ class ReaderDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         source, target = self.reader[index]
-        try:
-            if isinstance(source, Image.Image):
-                image = source
-            else:
-                with source if hasattr(source, "read") else open(source, "rb") as f:
-                    image = Image.open(f)
-                    image.load()
-            image = image.convert("RGB")
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise UnreadableImage(f"{self.filename(index)}: {e}") from None
+        try:  # read_image's message names the file, so it is the report
+            if hasattr(source, "read"):  # folder and tar readers hand over an open file
+                with source:
+                    image = read_image(source, name=self.filename(index))
+            else:  # a path, or a PIL image (Hugging Face datasets)
+                image = read_image(source, name=self.filename(index))
+        except ImageError as e:
+            raise UnreadableImage(str(e)) from None
         if self.transform is not None:
             image = self.transform(image)
         return image, target

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as F
 
 from ..data.datasets import UnreadableImage
-from ..errors import ConfigError
+from ..data.images import read_image
+from ..errors import ConfigError, ImageError
 
 __all__ = [
     "VOC_CLASSES",
@@ -342,13 +344,12 @@ def collate_detection(batch: Sequence[tuple]) -> tuple[list[torch.Tensor], list[
 
 
 def _decode(path: str) -> tv_tensors.Image:
-    """Decode now (``load``) so a truncated file fails here, where :class:`TolerantDataset` can report it."""
+    """Decode now (:func:`read_image`, as classification and prediction do) so a truncated or too large file
+    fails here, where :class:`TolerantDataset` can report it."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            return F.to_image(image.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise UnreadableImage(f"{path}: {e}") from None
+        return F.to_image(read_image(path))
+    except ImageError as e:  # its message names the file
+        raise UnreadableImage(str(e)) from None
 
 
 def _clip(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -360,8 +361,10 @@ def _clip(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.nd
 def _header_size(path: Path) -> tuple[int, int] | None:
     """``(width, height)`` from the image header alone, for annotations that do not say."""
     try:
-        with Image.open(path) as image:
-            return image.size
+        with warnings.catch_warnings():  # an image over the pixel limit is reported when it is decoded
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.size
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
 
