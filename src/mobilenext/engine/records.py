@@ -12,13 +12,17 @@ import io
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
 
 from .._io import atomic_path
 from .._plot import pyplot, save_png
 from ..data.reference import REFERENCE_RUNS, read_summary, reference_summary
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["AUTHORS_COLUMNS", "write_summary", "read_summary", "write_args", "log_file", "plot_runs"]
 
@@ -43,12 +47,12 @@ def write_args(path: Path, settings: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def log_file(path: Path | None) -> Iterator[None]:
-    """Copy the ``mobilenext`` log to ``path`` (appending, so a resumed run keeps its history) while inside;
-    ``None`` logs nowhere extra. The handler leaves with the block, so a second run in the same process
-    does not write into the first one's log."""
+def log_file(path: Path | None) -> Iterator[logging.Handler | None]:
+    """Copy the ``mobilenext`` log to ``path`` (appending, so a resumed run keeps its history) while inside,
+    yielding the file's handler; ``None`` logs nowhere extra. The handler leaves with the block, so a second
+    run in the same process does not write into the first one's log."""
     if path is None:
-        yield
+        yield None
         return
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
@@ -58,30 +62,129 @@ def log_file(path: Path | None) -> Iterator[None]:
     if logger.getEffectiveLevel() > logging.INFO:  # a library caller that set up no logging still gets a full log
         logger.setLevel(logging.INFO)
     try:
-        yield
+        yield handler
     finally:
         logger.setLevel(level)
         logger.removeHandler(handler)
         handler.close()
 
 
-def plot_runs(run_dirs: list[Path], output: Path, reference: str | None = None) -> Path:
-    """Loss and top-1 curves of ``run_dirs`` (and optionally one of the authors' runs) as a PNG."""
-    plt = pyplot()
-    curves = [(run.name, read_summary(run / "summary.csv" if run.is_dir() else run)) for run in run_dirs]
+class _Kind(NamedTuple):
+    """Which columns of one kind of ``summary.csv`` to draw; a run's kind is the first whose ``required`` it has."""
+
+    name: str
+    made_by: str  # the command that writes it, for error messages
+    required: tuple[str, ...]
+    x: str
+    losses: tuple[tuple[str, str], ...]  # (column, legend suffix), left panel; drawn where the run has the column
+    scores: tuple[tuple[str, str], ...]  # (column, legend suffix), right panel; likewise
+    score_axis: str  # "{}" stands for the legend names of the scores drawn
+    loss_title: str
+    score_title: str
+    percent: float = 1.0  # factor that turns a score into %
+    one_score: bool = False  # draw only the first score every run has, not all of them
+
+
+_KINDS = (
+    _Kind("classification", "mobilenext train / nas train", ("epoch", "train_loss", "eval_loss", "eval_prec1"),
+          "epoch", (("train_loss", "train"), ("eval_loss", "eval")),
+          (("eval_prec1", "top-1"), ("ema_eval_prec1", "EMA top-1")),
+          "top-1 (%)", "loss (train: with label smoothing)", "held-out top-1"),
+    _Kind("detection", "mobilenext detect train", ("iteration", "train_loss", "bbox_loss", "cls_loss", "map50"),
+          "iteration", (("train_loss", "total"), ("bbox_loss", "bbox"), ("cls_loss", "cls")),
+          # COCO rows also hold map50 (= ap50), but AP@[.5:.95] is their headline; a VOC run next to a COCO
+          # run falls back to the mAP@0.5 they share, so the curves stay comparable.
+          (("ap", "COCO AP@[.5:.95]"), ("map50", "mAP@0.5")),
+          "{} (%)", "training loss (total = bbox + cls)", "held-out mAP", percent=100.0, one_score=True),
+    _Kind("NAS search", "mobilenext nas search", ("epoch", "train_loss", "train_acc", "val_loss", "val_acc"),
+          "epoch", (("train_loss", "train"), ("val_loss", "held-out half")),
+          (("train_acc", "train"), ("val_acc", "held-out half")),
+          "accuracy (%)", "search loss (held-out: the half that trains the alphas)",
+          "search accuracy (held-out: the alpha half)"),
+)
+
+_RUN_FOLDER = "a run folder is the --output of `mobilenext train`, `detect train` or `nas search`"
+
+
+class _Run(NamedTuple):
+    label: str
+    rows: list[dict[str, float]]
+    kind: _Kind
+
+
+def _load_run(run: Path) -> _Run:
+    """Read and classify one run, or say in one sentence why it cannot be plotted."""
+    if not run.exists():
+        raise ConfigError(f"{run} does not exist; give a run folder or its summary.csv ({_RUN_FOLDER}).")
+    path = run / "summary.csv" if run.is_dir() else run
+    if not path.is_file():
+        raise ConfigError(f"{run} holds no summary.csv; is it a run folder? ({_RUN_FOLDER}, "
+                          "and gets summary.csv after its first epoch or evaluation).")
+    # the folder names the run, also when its summary.csv is given (a file of another name names itself)
+    label = path.resolve().parent.name if path.name == "summary.csv" else path.stem
+    try:
+        rows = read_summary(path)
+    except (UnicodeDecodeError, csv.Error) as e:  # e.g. a PNG given by mistake
+        raise ConfigError(f"{path} is not a summary.csv ({e}).") from None
+    if not rows:
+        raise ConfigError(f"{path} has no rows: no epochs/evaluations logged yet; plot it after the first one.")
+    columns = {k for row in rows for k in row}  # read_summary drops empty cells, so a union over all rows
+    kind = next((k for k in _KINDS if set(k.required) <= columns), None)
+    if kind is None:
+        expected = "; ".join(f"{','.join(k.required)} ({k.name}: {k.made_by})" for k in _KINDS)
+        raise ConfigError(f"{path} has columns {','.join(dict.fromkeys(c for r in rows for c in r))}, which match "
+                          f"no kind of run; expected one of: {expected}.")
+    return _Run(label, rows, kind)
+
+
+def _load_runs(run_dirs: Sequence[str | Path], reference: str | None) -> list[_Run]:
+    """Every check before anything is drawn, so an error leaves no file behind and needs no matplotlib."""
+    runs = [_load_run(Path(run)) for run in run_dirs]
+    if len({run.kind for run in runs}) > 1:
+        kinds = ", ".join(f"{run.label} ({run.kind.name})" for run in runs)
+        raise ConfigError(f"cannot plot runs of different kinds on the same axes: {kinds}; plot them separately.")
     if reference:
-        curves.append((f"authors: {REFERENCE_RUNS.get(reference, reference)}", reference_summary(reference)))
-    fig, (ax_loss, ax_top1) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for label, rows in curves:
-        epochs = [r["epoch"] for r in rows]
-        style = "--" if label.startswith("authors") else "-"
-        (line,) = ax_loss.plot(epochs, [r["train_loss"] for r in rows], style, label=f"{label} train")
-        ax_loss.plot(epochs, [r["eval_loss"] for r in rows], style, color=line.get_color(), alpha=0.5,
-                     label=f"{label} eval")
-        ax_top1.plot(epochs, [r["eval_prec1"] for r in rows], style, color=line.get_color(), label=label)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (train: with label smoothing)")
-    ax_top1.set(xlabel="epoch", ylabel="top-1 (%)", title="held-out top-1")
-    for ax in (ax_loss, ax_top1):
+        others = [f"{run.label} ({run.kind.name})" for run in runs if run.kind.name != "classification"]
+        if others:
+            raise ConfigError(f"--reference adds the authors' ImageNet classification curve, which cannot share axes "
+                              f"with {', '.join(others)}; leave --reference out for this run.")
+        label = f"authors: {REFERENCE_RUNS.get(reference, reference)}"
+        runs.append(_Run(label, reference_summary(reference), _KINDS[0]))
+    if not runs:
+        raise ConfigError("nothing to plot; give at least one run folder (or a --reference curve).")
+    return runs
+
+
+def _draw_runs(runs: list[_Run]) -> Figure:
+    """The figure of ``runs`` (all of one kind): losses left, the kind's accuracy metric right."""
+    plt = pyplot()
+    kind = runs[0].kind
+    scores = kind.scores
+    if kind.one_score:  # the first score every run has (the kind's required columns guarantee the last one)
+        scores = (next(s for s in scores if all(any(s[0] in r for r in run.rows) for run in runs)),)
+    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for run in runs:
+        color = None  # all curves of a run share the colour of its first; the authors' are dashed
+        for ax, columns, factor in ((ax_loss, kind.losses, 1.0), (ax_score, scores, kind.percent)):
+            for i, (col, name) in enumerate(columns):
+                points = [(r[kind.x], r[col] * factor) for r in run.rows if kind.x in r and col in r]
+                if not points:
+                    continue
+                style = "--" if run.label.startswith("authors") else ("-", "-", ":")[i]
+                (line,) = ax.plot(*zip(*points), style, color=color, alpha=(1.0, 0.5, 0.8)[i],
+                                  label=f"{run.label} {name}")
+                color = line.get_color()
+    ax_loss.set(xlabel=kind.x, ylabel="loss", title=kind.loss_title)
+    ax_score.set(xlabel=kind.x, ylabel=kind.score_axis.format(", ".join(name for _, name in scores)),
+                 title=kind.score_title)
+    for ax in (ax_loss, ax_score):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return save_png(fig, output)
+    return fig
+
+
+def plot_runs(run_dirs: Sequence[str | Path], output: str | Path, reference: str | None = None,
+              overwrite: bool = True) -> Path:
+    """Loss and accuracy curves of ``run_dirs`` (folders or their summary.csv; classification, detection or NAS
+    search runs, one kind per plot) and optionally one of the authors' classification runs, as a PNG."""
+    return save_png(_draw_runs(_load_runs(run_dirs, reference)), Path(output), overwrite=overwrite)
