@@ -103,9 +103,9 @@ def test_predict_only_broken_images(image_dir, capsys):
     assert "none of the images could be read" in capsys.readouterr().err
 
 
-def test_unknown_model_is_one_line_from_the_console_script():
+def test_unknown_model_is_one_line_from_the_console_script(image_dir):
     result = subprocess.run(
-        [sys.executable, "-m", "mobilenext", "predict", "x.png", "--model", "mobilenxt_100"],
+        [sys.executable, "-m", "mobilenext", "predict", str(image_dir / "a.png"), "--model", "mobilenxt_100"],
         capture_output=True,
         text=True,
         timeout=120,

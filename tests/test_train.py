@@ -14,15 +14,12 @@ import pytest
 import torch
 import yaml
 
+from conftest import QUICK  # a small, quick recipe on the digits; conftest's digits_run trains it for 4 epochs
 from helpers import make_image_folder
 from mobilenext.engine import TrainConfig, TrainingDiverged, parse_train_args, train, validate
 from mobilenext.engine.checkpoint import load_training_checkpoint
 from mobilenext.engine.records import AUTHORS_COLUMNS
 from mobilenext.errors import CheckpointError, ConfigError
-
-# A small, quick recipe on the digits (a few seconds per epoch on 2 cores).
-QUICK = ["--model", "mobilenext_035", "--img-size", "32", "-b", "32", "--lr", "0.01", "--warmup-epochs", "0",
-         "--smoothing", "0"]
 
 
 def _cfg(output: Path, *extra: str) -> TrainConfig:
@@ -38,12 +35,6 @@ def _cli(*args: str, timeout: float = 300, **popen) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "mobilenext", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, **popen)
-
-
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory) -> tuple[Path, dict]:
-    run = tmp_path_factory.mktemp("digits") / "run"
-    return run, train(_cfg(run, "--epochs", "4"))
 
 
 def test_short_run_on_embedded_digits_learns(digits_run):

@@ -16,7 +16,13 @@ from . import models  # noqa: F401  (registers the models with timm)
 from .errors import CheckpointError, ConfigError, ImageError, MobileNeXtError, UnknownModelError
 from .inference import inference_model
 from .models import MobileNeXt, SandglassBlock, count_madds, count_params, load_checkpoint
-from .models.checkpoint import classifier_classes, read_state_dict, to_model_layout
+from .models.checkpoint import (
+    classifier_classes,
+    read_state_dict,
+    read_training_record,
+    to_model_layout,
+    use_training_record,
+)
 from .nas import network as _nas_network  # noqa: F401  (registers darts_cifar)
 
 __version__ = "0.1.0"
@@ -67,12 +73,17 @@ def get_model(name: str, pretrained: bool | str | Path = False, **kwargs: Any) -
 
     Weights are never downloaded. Any layout :func:`load_checkpoint` accepts works. Without ``num_classes``
     the model takes the checkpoint's number of classes; with a different one it keeps a fresh classifier
-    (fine-tuning).
+    (fine-tuning). A ``mobilenext train`` checkpoint of the same model also gives the model its run's input
+    settings and class names (``pretrained_cfg``), so ``inference_model`` prepares images as the run did.
     """
     if pretrained is True:
         raise CheckpointError(
             "pretrained=True would download weights, which this package never does; pass the path of a checkpoint."
         )
+    record = read_training_record(pretrained) if pretrained else {}
+    same_model = record.get("args", {}).get("model") == name
+    if same_model:  # e.g. a NAS network's genotype; the caller's own kwargs win
+        kwargs = {**record.get("model_kwargs", {}), **kwargs}
     model = create_model(name, **kwargs)
     if pretrained:
         state_dict = to_model_layout(read_state_dict(pretrained), model)
@@ -80,4 +91,6 @@ def get_model(name: str, pretrained: bool | str | Path = False, **kwargs: Any) -
         if "num_classes" not in kwargs and num_classes not in (None, model.num_classes):
             model.reset_classifier(num_classes)  # a fine-tuned checkpoint: take its number of classes
         load_checkpoint(model, state_dict, reset_classifier="num_classes" in kwargs)
+        if same_model:  # the run's input size, normalisation and class names become the model's
+            use_training_record(model, record)
     return model

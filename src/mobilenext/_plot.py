@@ -19,9 +19,9 @@ def pyplot():
     return plt
 
 
-def save_png(fig, output: Path) -> Path:
+def save_png(fig, output: Path, overwrite: bool = True) -> Path:
     fig.tight_layout()
-    with atomic_path(output) as tmp:
+    with atomic_path(output, overwrite=overwrite) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     pyplot().close(fig)
     return output

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import io
+import json
 import logging
+import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TextIO
 
+from ._io import check_output_file
+from .checks import INTERPOLATION, Number, device
 from .errors import MobileNeXtError
 from .tables import TABLE_FORMATS
 
@@ -29,40 +36,54 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from .tables import format_table
 
     figures = {**PAPER_FIGURES, **BASELINE_FIGURES}
-    print(format_table([summarize_model(n, figures, AUTHORS_TOP1) for n in names], args.format), end="")
+    print(format_table([summarize_model(n, figures, AUTHORS_TOP1) for n in names], args.format), end="", file=args.out)
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from . import get_model
-    from .inference import find_images, predict
+    from .inference import describe_inputs, find_images, predict
+    from .models.checkpoint import restore_model
 
-    kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
-    model = get_model(args.model, pretrained=args.checkpoint or False, **kwargs)
-    if args.checkpoint is None:
-        print(f"note: {args.model} has random weights; pass --checkpoint to classify for real.", file=sys.stderr)
     images = find_images(args.images)
     if not images:
         raise MobileNeXtError(f"no images found in {', '.join(args.images)}.")
-    failed = 0
+    model, record = restore_model(args.checkpoint, args.model, use_ema=not args.no_ema, num_classes=args.num_classes)
+    weights = "random weights: pass --checkpoint to classify for real" if args.checkpoint is None else \
+        f"{'EMA weights' if record.get('has_ema') and not args.no_ema else 'weights'} of {args.checkpoint}"
+    print(f"{record['model']} ({weights}); {describe_inputs(model, record)}", file=sys.stderr)
+    results, skipped = [], []
+    csv_rows = csv.writer(args.out, lineterminator="\n") if args.format == "csv" else None
+    if csv_rows is not None:
+        csv_rows.writerow(["image", "rank", "label", "class", "score"])
     for image, result in predict(model, images, topk=args.topk, batch_size=args.batch_size):
         if isinstance(result, Exception):
-            failed += 1
+            skipped.append({"image": str(image), "error": str(result)})
             print(f"skipped: {result}", file=sys.stderr)
-            continue
-        print(image)
-        for rank, (label, name, score) in enumerate(result, start=1):
-            print(f"  {rank}. {score:6.2%}  {label:>4}  {name}")
-    if failed == len(images):
+        elif args.format == "json":
+            results.append({"image": str(image), "topk": [{"label": label, "class": name, "score": score}
+                                                          for label, name, score in result]})
+        elif csv_rows is not None:
+            csv_rows.writerows([image, rank, label, name, f"{score:.6f}"]
+                               for rank, (label, name, score) in enumerate(result, start=1))
+        else:
+            print(image, file=args.out)
+            for rank, (label, name, score) in enumerate(result, start=1):
+                print(f"  {rank}. {score:6.2%}  {label:>4}  {name}", file=args.out)
+    if args.format == "json":
+        document = {"model": record["model"], "checkpoint": args.checkpoint, "inputs": describe_inputs(model, record),
+                    "predictions": results, "skipped": skipped}
+        print(json.dumps(document, indent=2), file=args.out)
+    if len(skipped) == len(images):
         raise MobileNeXtError("none of the images could be read.")
-    return 1 if failed else 0
+    return 1 if skipped else 0
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .models.checkpoint import convert_checkpoint
 
-    name = convert_checkpoint(args.src, args.dst, model_name=args.model, layout=args.to, use_ema=not args.no_ema)
-    print(f"wrote {args.dst} ({name}, {args.to} layout)")
+    name = convert_checkpoint(args.src, args.dst, model_name=args.model, layout=args.to, use_ema=not args.no_ema,
+                              overwrite=args.overwrite)
+    print(f"wrote {args.dst} ({name}, {args.to} layout)", file=args.out)
     return 0
 
 
@@ -74,8 +95,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    import json
-
     from .engine import validate
 
     result = validate(
@@ -84,54 +103,63 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, workers=args.workers, device=args.device, amp=args.amp,
         channels_last=args.channels_last, num_classes=args.num_classes,
     )
+    out = args.out
     if args.json:
-        print(json.dumps({k: v for k, v in result.items() if k != "skipped_names"}, indent=2))
+        print(json.dumps({k: v for k, v in result.items() if k != "skipped_names"}, indent=2), file=out)
         return 0
     weights = "EMA weights" if result["ema"] else "weights"
     print(f"{result['model']} ({weights} of {result['checkpoint']}) on {result['dataset']}, "
-          f"{result['img_size']} px, crop {result['crop_pct']}:")
+          f"{result['img_size']} px, crop {result['crop_pct']}:", file=out)
     print(f"  top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}  loss {result['loss']:.4f}  "
-          f"{result['images']:,} images  {result['img_per_sec']:.0f} img/s")
+          f"{result['images']:,} images  {result['img_per_sec']:.0f} img/s", file=out)
     logged = result["logged"]
     if "eval_prec1" in logged:
         key = "ema_eval_prec1" if result["ema"] and "ema_eval_prec1" in logged else "eval_prec1"
-        print(f"  logged when saved (epoch {int(logged['epoch'])}): top-1 {logged[key]:.2f}")
+        print(f"  logged when saved (epoch {int(logged['epoch'])}): top-1 {logged[key]:.2f}", file=out)
     if result["skipped"]:
-        print(f"  skipped {result['skipped']} unreadable image(s): {'; '.join(result['skipped_names'][:5])}")
+        print(f"  skipped {result['skipped']} unreadable image(s): {'; '.join(result['skipped_names'][:5])}",
+              file=out)
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .deploy.export import export_checkpoint
+    from .deploy.export import EXPORT_FORMATS, export_checkpoint
 
+    if args.output:  # before the note below: a wrong -o is the one thing to say
+        check_output_file(args.output, args.overwrite, EXPORT_FORMATS[args.format])
     if args.checkpoint is None:
-        print(f"note: {args.model} has random weights; pass --checkpoint to export trained ones.", file=sys.stderr)
+        print(f"note: {args.model} has random weights (BatchNorm statistics measured on the check images, so the "
+              "check compares logits of ordinary size); pass --checkpoint to export trained ones.", file=sys.stderr)
     report = export_checkpoint(
         args.model, args.checkpoint, args.output, args.format, int8=args.int8, data=args.data,
         dataset=args.dataset or "", img_size=args.img_size, calibration_images=args.calibration_images,
         verify_images=args.verify_images, num_classes=args.num_classes, threads=args.threads,
+        overwrite=args.overwrite,
     )
-    print(report.summary())
+    print(report.summary(), file=args.out)
     return 0
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from .deploy.benchmark import benchmark, profile_onnx
+    from .deploy.benchmark import BenchmarkReport, benchmark, profile_onnx
     from .tables import format_table
 
     if args.profile:
         for model in args.models:
             rows = profile_onnx(model, img_size=args.img_size, threads=args.threads)
-            print(f"onnxruntime kernel time of {model}, batch 1, {args.img_size} px, {args.threads} thread(s):")
-            print(format_table(rows[: args.profile], args.format), end="")
+            title = f"onnxruntime kernel time of {model}, batch 1, {args.img_size} px, {args.threads} thread(s):"
+            print(title, file=args.out if args.format != "csv" else sys.stderr)
+            print(format_table(rows[: args.profile], args.format), end="", file=args.out)
         return 0
+    if args.output:  # before minutes of exports and timing
+        BenchmarkReport.check_outputs(args.output, args.overwrite)
     report = benchmark(
         args.models, args.runtimes, img_size=args.img_size, threads=args.threads, rounds=args.rounds,
         batch_size=args.batch_size, batch_rounds=args.batch_rounds, baseline=args.baseline,
     )
-    print(report.table(args.format), end="")
+    print(report.table(args.format), end="", file=args.out)
     if args.output:
-        print("wrote " + ", ".join(str(p) for p in report.save(args.output)))
+        print("wrote " + ", ".join(str(p) for p in report.save(args.output, args.overwrite)), file=sys.stderr)
     return 0
 
 
@@ -145,54 +173,54 @@ def _cmd_detect_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_detect_eval(args: argparse.Namespace) -> int:
-    import json
-
     from .detection.engine import detection_loader, evaluate_detector, load_detector, open_detection_data
     from .engine.distributed import init_distributed
 
     dist = init_distributed(args.device)
     model, record = load_detector(args.checkpoint, dist.device)
     trained_on = record["args"]
-    # With --json, stdout carries the JSON only; the log (data report, progress) goes to stderr.
-    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        data = open_detection_data(args.data or trained_on["data"], args.dataset or trained_on["dataset"], None,
-                                   args.test_set or trained_on["test_set"], record["size"], classes=record["classes"])
-        if tuple(data.classes) != tuple(record["classes"]):
-            raise MobileNeXtError(f"the checkpoint's classes ({', '.join(record['classes'][:5])}, ...) are not "
-                                  f"the dataset's ({', '.join(data.classes[:5])}, ...).")
-        loader = detection_loader(data.test, args.batch_size, args.workers, False, dist, 0)
-        metrics = evaluate_detector(model, loader, data.classes, data.kind, dist.device)
+    data = open_detection_data(args.data or trained_on["data"], args.dataset or trained_on["dataset"], None,
+                               args.test_set or trained_on["test_set"], record["size"], classes=record["classes"])
+    if tuple(data.classes) != tuple(record["classes"]):
+        raise MobileNeXtError(f"the checkpoint's classes ({', '.join(record['classes'][:5])}, ...) are not "
+                              f"the dataset's ({', '.join(data.classes[:5])}, ...).")
+    loader = detection_loader(data.test, args.batch_size, args.workers, False, dist, 0)
+    metrics = evaluate_detector(model, loader, data.classes, data.kind, dist.device)
+    out = args.out
     if args.json:
-        print(json.dumps({k: v for k, v in metrics.items() if k != "skipped_names"}, indent=2))
+        print(json.dumps({k: v for k, v in metrics.items() if k != "skipped_names"}, indent=2), file=out)
         return 0
-    print(f"{record['model']} ({args.checkpoint}) on {data.description}:")
-    print("  " + "  ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items() if isinstance(v, float)))
+    print(f"{record['model']} ({args.checkpoint}) on {data.description}:", file=out)
+    print("  " + "  ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items() if isinstance(v, float)), file=out)
     for name, ap in metrics.get("ap50_per_class", {}).items():
-        print(f"    {name:>12}  AP50 {100 * ap:.2f}")
+        print(f"    {name:>12}  AP50 {100 * ap:.2f}", file=out)
     if metrics["skipped"]:
-        print(f"  skipped {metrics['skipped']} unreadable image(s): {'; '.join(metrics['skipped_names'][:5])}")
+        print(f"  skipped {metrics['skipped']} unreadable image(s): {'; '.join(metrics['skipped_names'][:5])}",
+              file=out)
     return 0
 
 
 def _cmd_detect_predict(args: argparse.Namespace) -> int:
     from .detection.engine import load_detector
-    from .detection.predict import detect_images
+    from .detection.predict import detect_images, plan_outputs
     from .inference import find_images
 
-    model, record = load_detector(args.checkpoint, args.device or "cpu")
     images = find_images(args.images)
     if not images:
         raise MobileNeXtError(f"no images found in {', '.join(args.images)}.")
+    outputs = plan_outputs(images, args.output, args.overwrite)  # before any work: inputs and files are safe
+    model, record = load_detector(args.checkpoint, args.device or "cpu")
     failed = 0
-    for path, result in detect_images(model, images, record["classes"], args.score_thresh, args.output):
+    for path, result in detect_images(model, images, record["classes"], args.score_thresh, outputs, args.overwrite):
         if isinstance(result, Exception):
             failed += 1
             print(f"skipped: {result}", file=sys.stderr)
             continue
-        print(f"{path}: {len(result['boxes'])} object(s)")
+        print(f"{path}: {len(result['boxes'])} object(s)", file=args.out)
         for box, label, score in zip(result["boxes"].tolist(), result["labels"].tolist(), result["scores"].tolist()):
-            print(f"  {score:6.2%}  {record['classes'][label - 1]:>12}  " + " ".join(f"{v:.0f}" for v in box))
-    print(f"drew the boxes into {args.output}/")
+            print(f"  {score:6.2%}  {record['classes'][label - 1]:>12}  " + " ".join(f"{v:.0f}" for v in box),
+                  file=args.out)
+    print(f"drew the boxes into {args.output}/", file=args.out)
     if failed == len(images):
         raise MobileNeXtError("none of the images could be read.")
     return 1 if failed else 0
@@ -203,12 +231,12 @@ def _cmd_detect_export(args: argparse.Namespace) -> int:
     from .detection.export import export_detector_onnx
 
     model, record = load_detector(args.checkpoint)
-    output = args.output or f"{record['model']}.onnx"
-    diff = export_detector_onnx(model, output, record["size"])
+    output = check_output_file(args.output or f"{record['model']}.onnx", args.overwrite, ".onnx")
+    diff = export_detector_onnx(model, output, record["size"], overwrite=args.overwrite)
     print(f"wrote {output} (input Nx3x{record['size']}x{record['size']} in [0, 1]; outputs boxes [N, A, 4] in "
           f"input pixels and scores [N, A, {len(record['classes']) + 1}], background first); onnxruntime vs "
           f"PyTorch max |diff| {diff:.3g}. Score threshold and per-class NMS are the runtime's: see "
-          "mobilenext.detection.export.postprocess.")
+          "mobilenext.detection.export.postprocess.", file=args.out)
     return 0
 
 
@@ -235,18 +263,22 @@ def _cmd_nas_show(args: argparse.Namespace) -> int:
     from .nas.network import network_summary
 
     genotype = load_genotype(args.genotype)
+    output = None
+    if args.output != "":
+        output = check_output_file(args.output or f"{_genotype_stem(args.genotype)}.png", args.overwrite, ".png")
     summary = network_summary(genotype, args.channels, args.layers, args.auxiliary, args.num_classes)
-    print(genotype)
+    out = args.out
+    print(genotype, file=out)
     for cell in ("normal", "reduce"):
-        print(f"  {cell:>6} cell: " + ", ".join(f"{n} x {op}" for op, n in summary[f"{cell}_ops"].items()))
+        print(f"  {cell:>6} cell: " + ", ".join(f"{n} x {op}" for op, n in summary[f"{cell}_ops"].items()), file=out)
     print(f"evaluation network: {args.layers} cells, {args.channels} initial channels, {args.num_classes} classes: "
           f"{summary['params']:,} params (DARTS's count: without the auxiliary head), {summary['madds'] / 1e6:.0f}M "
-          f"MAdds at 32x32" + (f"; {summary['params_with_auxiliary']:,} with it" if args.auxiliary else ""))
-    if args.output != "":
+          f"MAdds at 32x32" + (f"; {summary['params_with_auxiliary']:,} with it" if args.auxiliary else ""), file=out)
+    if output is not None:
         from .nas.plot import plot_genotype
 
-        output = args.output or f"{_genotype_stem(args.genotype)}.png"
-        print(f"drew both cells into {plot_genotype(genotype, output, title=_genotype_stem(args.genotype))}")
+        drawn = plot_genotype(genotype, output, title=_genotype_stem(args.genotype), overwrite=args.overwrite)
+        print(f"drew both cells into {drawn}", file=out)
     return 0
 
 
@@ -263,12 +295,30 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     runs = [Path(r) for r in args.runs]
     output = Path(args.output) if args.output else (runs[0] if runs[0].is_dir() else runs[0].parent) / "curves.png"
-    print(f"wrote {plot_runs(runs, output, reference=args.reference)}")
+    if runs[0].exists():  # a missing run gets plot_runs's own sentence
+        check_output_file(output, args.overwrite, ".png")
+    print(f"wrote {plot_runs(runs, output, reference=args.reference, overwrite=args.overwrite)}", file=args.out)
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the package's error style: one line on stderr and exit code 2, no usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+_COUNT = Number(int, low=1)
+_NONNEG_INT = Number(int, low=0)
+_OVERWRITE = "replace an existing output file (without it, an existing file is an error)"
+
+
+def _overwrite(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true", help=_OVERWRITE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mobilenext", description="MobileNeXt models, training and deployment.")
+    parser = _Parser(prog="mobilenext", description="MobileNeXt models, training and deployment.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("models", help="table of the registered models: params, MAdds, the paper's figures")
@@ -277,13 +327,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", action="store_true", help="add timm's MobileNetV2 models")
     p.set_defaults(func=_cmd_models)
 
-    p = sub.add_parser("predict", help="top-k classes of images or folders of images")
+    p = sub.add_parser("predict", help="top-k classes of images or folders of images",
+                       description="Classify images with a checkpoint's model, its run's evaluation transform "
+                       "(input size, crop, normalisation) and its dataset's class names; a plain weights file "
+                       "uses the model's timm pretrained_cfg and ImageNet names for 1000 classes.")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
-    p.add_argument("--model", default="mobilenext_100")
-    p.add_argument("--checkpoint", help="weights (.safetensors, .pth, .pth.tar; ours, timm's or the authors')")
-    p.add_argument("--num-classes", type=int, help="default: the checkpoint's")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("-b", "--batch-size", type=int, default=32)
+    p.add_argument("--checkpoint", help="weights (.pth of `mobilenext train`, .safetensors, the authors' .pth.tar)")
+    p.add_argument("--model", help="model name (default: the checkpoint's, or the one its tensor shapes fit)")
+    p.add_argument("--num-classes", type=_COUNT, help="default: the checkpoint's")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights are present")
+    p.add_argument("--topk", type=_COUNT, default=5)
+    p.add_argument("-b", "--batch-size", type=_COUNT, default=32)
+    p.add_argument("--format", choices=("text", "json", "csv"), default="text",
+                   help="json: one document; csv: image,rank,label,class,score rows (stdout holds only that)")
+    p.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("convert", help="convert a checkpoint (e.g. the authors' .pth.tar) to safetensors")
@@ -292,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model name (default: recognised from the tensor shapes)")
     p.add_argument("--to", choices=("timm", "official"), default="timm", help="key layout to write")
     p.add_argument("--no-ema", action="store_true", help="take state_dict even if state_dict_ema is present")
+    _overwrite(p)
     p.set_defaults(func=_cmd_convert)
 
     from .data.reference import REFERENCE_RUNS
@@ -310,16 +368,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="timm dataset name (hfds/..., wds/...)")
     p.add_argument("--split", help="held-out split (default: val/ or validation/)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights are present")
-    p.add_argument("--img-size", type=int, help="test-time resolution (default: the training one)")
-    p.add_argument("--crop-pct", type=float, help="centre-crop fraction (default: the training one)")
-    p.add_argument("--interpolation")
-    p.add_argument("--num-classes", type=int)
-    p.add_argument("-b", "--batch-size", type=int, default=64)
-    p.add_argument("-j", "--workers", type=int)
-    p.add_argument("--device")
+    p.add_argument("--img-size", type=_COUNT, help="test-time resolution (default: the training one)")
+    p.add_argument("--crop-pct", type=Number(float, 0, 1, low_open=True),
+                   help="centre-crop fraction (default: the training one)")
+    p.add_argument("--interpolation", type=INTERPOLATION)
+    p.add_argument("--num-classes", type=_COUNT)
+    p.add_argument("-b", "--batch-size", type=_COUNT, default=64)
+    p.add_argument("-j", "--workers", type=_NONNEG_INT)
+    p.add_argument("--device", type=device)
     p.add_argument("--amp", action="store_true")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--json", action="store_true", help="print the results as JSON (stdout holds only that)")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("export", help="ONNX / TFLite (float or int8) / torch.export file, checked in its runtime",
@@ -330,13 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("onnx", "tflite", "pt2"), default="onnx")
     p.add_argument("--int8", action="store_true", help="8-bit post-training quantization (TFLite; PT2E)")
     p.add_argument("-o", "--output", help="output file (default: MODEL[_int8].onnx|.tflite|.pt2 here)")
+    _overwrite(p)
     p.add_argument("--data", help="images for calibration and checks (default: the checkpoint's, else digits)")
     p.add_argument("--dataset", help="timm dataset name (hfds/..., wds/...)")
-    p.add_argument("--img-size", type=int, help="input resolution (default: the checkpoint's, else the model's)")
-    p.add_argument("--calibration-images", type=int, default=256, help="training images observed for int8")
-    p.add_argument("--verify-images", type=int, default=64, help="held-out images to check (0: all)")
-    p.add_argument("--num-classes", type=int)
-    p.add_argument("--threads", type=int, help="runtime threads for the check")
+    p.add_argument("--img-size", type=_COUNT,
+                   help="input resolution (default: the checkpoint's, else the model's: 224 for ImageNet models)")
+    p.add_argument("--calibration-images", type=_COUNT, default=256, help="training images observed for int8")
+    p.add_argument("--verify-images", type=_NONNEG_INT, default=64, help="held-out images to check (0: all)")
+    p.add_argument("--num-classes", type=_COUNT)
+    p.add_argument("--threads", type=_COUNT, help="runtime threads for the check")
     p.set_defaults(func=_cmd_export)
 
     from .deploy.benchmark import DEFAULT_MODELS, DEFAULT_RUNTIMES, RUNTIMES
@@ -349,14 +410,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtimes", nargs="+", default=list(DEFAULT_RUNTIMES), choices=RUNTIMES, metavar="RUNTIME",
                    help=f"from {', '.join(RUNTIMES)} (default: all but tflite-int8)")
     p.add_argument("--baseline", default="mobilenetv2_100", help="model the ratios divide by")
-    p.add_argument("--img-size", type=int, default=224)
-    p.add_argument("--threads", type=int, default=1, help="threads of every runtime (1: the steadiest numbers)")
-    p.add_argument("--rounds", type=int, default=50, help="batch-1 calls per runner")
-    p.add_argument("-b", "--batch-size", type=int, default=32, help="batch of the throughput measurement")
-    p.add_argument("--batch-rounds", type=int, default=5, help="throughput calls per runner")
+    p.add_argument("--img-size", type=_COUNT, default=224)
+    p.add_argument("--threads", type=_COUNT, default=1, help="threads of every runtime (1: the steadiest numbers)")
+    p.add_argument("--rounds", type=_COUNT, default=50, help="batch-1 calls per runner")
+    p.add_argument("-b", "--batch-size", type=_COUNT, default=32, help="batch of the throughput measurement")
+    p.add_argument("--batch-rounds", type=_COUNT, default=5, help="throughput calls per runner")
     p.add_argument("-o", "--output", help="folder for benchmark.csv, benchmark.md and benchmark.png")
+    _overwrite(p)
     p.add_argument("--format", choices=TABLE_FORMATS, default="table")
-    p.add_argument("--profile", type=int, metavar="TOP", help="instead: onnxruntime kernel time by op, TOP ops")
+    p.add_argument("--profile", type=_COUNT, metavar="TOP", help="instead: onnxruntime kernel time by op, TOP ops")
     p.set_defaults(func=_cmd_benchmark)
 
     p = sub.add_parser("detect", help="SSDLite object detection: train, eval, predict, export")
@@ -372,21 +434,24 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", help="default: the dataset the checkpoint was trained on")
     q.add_argument("--dataset", choices=("auto", "voc", "coco"))
     q.add_argument("--test-set", help="VOC YEAR/SET or COCO split (default: the training run's)")
-    q.add_argument("-b", "--batch-size", type=int, default=16)
-    q.add_argument("-j", "--workers", type=int, default=4)
-    q.add_argument("--device")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("-b", "--batch-size", type=_COUNT, default=16)
+    q.add_argument("-j", "--workers", type=_NONNEG_INT, default=4)
+    q.add_argument("--device", type=device)
+    q.add_argument("--json", action="store_true", help="print the metrics as JSON (stdout holds only that)")
     q.set_defaults(func=_cmd_detect_eval)
     q = detect.add_parser("predict", help="detect objects in images and draw them onto PNGs")
     q.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     q.add_argument("--checkpoint", required=True, help="a `mobilenext detect train` checkpoint")
-    q.add_argument("-o", "--output", default="detections", help="folder for the PNGs [detections]")
-    q.add_argument("--score-thresh", type=float, default=0.3)
-    q.add_argument("--device")
+    q.add_argument("-o", "--output", default="detections",
+                   help="folder for the PNGs [detections]; names mirror the inputs' paths where they clash")
+    _overwrite(q)
+    q.add_argument("--score-thresh", type=Number(float, 0, 1), default=0.3)
+    q.add_argument("--device", type=device)
     q.set_defaults(func=_cmd_detect_predict)
     q = detect.add_parser("export", help="the detector to ONNX (network + box decoding; NMS left to the runtime)")
     q.add_argument("checkpoint")
     q.add_argument("-o", "--output", help="default: <model>.onnx")
+    _overwrite(q)
     q.set_defaults(func=_cmd_detect_export)
 
     p = sub.add_parser("nas", help="DARTS architecture search with the sandglass op: search, train, show")
@@ -406,25 +471,28 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_cmd_nas_train)
     q = nas.add_parser("show", help="draw a genotype's cells and count its evaluation network's parameters")
     q.add_argument("--genotype", default="DARTS_V2", help="DARTS_V1, DARTS_V2, a JSON file or Genotype(...) text")
-    q.add_argument("--channels", type=int, default=36, help="initial channels of the evaluation network [36]")
-    q.add_argument("--layers", type=int, default=20, help="cells of the evaluation network [20]")
+    q.add_argument("--channels", type=_COUNT, default=36, help="initial channels of the evaluation network [36]")
+    q.add_argument("--layers", type=_COUNT, default=20, help="cells of the evaluation network [20]")
     q.add_argument("--auxiliary", action="store_true", help="also count the network with its auxiliary head")
-    q.add_argument("--num-classes", type=int, default=10)
+    q.add_argument("--num-classes", type=_COUNT, default=10)
     q.add_argument("-o", "--output", help="PNG of both cells (default: <genotype>.png here; '' to skip)")
+    _overwrite(q)
     q.set_defaults(func=_cmd_nas_show)
 
     p = sub.add_parser("plot", help="loss and accuracy curves of runs to PNG, optionally beside the authors'")
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or their summary.csv)")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or their summary.csv): training, "
+                   "detection or NAS search runs, one kind per plot")
     p.add_argument("--reference", choices=list(REFERENCE_RUNS), help="add one of the authors' ImageNet curves")
     p.add_argument("-o", "--output", help="PNG path (default: RUN_DIR/curves.png)")
+    _overwrite(p)
     p.set_defaults(func=_cmd_plot)
     return parser
 
 
 class _StdoutHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stdout`` is at the time of the record, not at the time of the handler:
-    ``main()`` may run under a redirected stdout (pytest's capture, ``contextlib.redirect_stdout``) that
-    is closed by the time a later call logs."""
+    ``main()`` may run under a redirected stdout (pytest's capture, ``contextlib.redirect_stdout``, the
+    machine-readable mode below) that is closed or elsewhere by the time a later call logs."""
 
     def emit(self, record: logging.LogRecord) -> None:
         self.stream = sys.stdout
@@ -441,16 +509,54 @@ def _setup_logging() -> None:
         logger.propagate = False
 
 
+def _machine_readable(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False)) or getattr(args, "format", None) in ("json", "csv")
+
+
+@contextlib.contextmanager
+def _stdout_for_results_only() -> Iterator[TextIO]:
+    """Yield the stream a command's result goes to, and send everything else meant for stdout (log lines,
+    warnings, libraries' prints, even native code writing to file descriptor 1) to stderr meanwhile, so
+    ``--json`` / ``--format csv`` output can be piped into a parser whatever else happens."""
+    results = sys.stdout
+    try:
+        stdout_fd, stderr_fd = sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):  # a captured stream without a descriptor
+        stdout_fd = stderr_fd = None
+    saved = None
+    if stdout_fd is not None:
+        sys.stdout.flush()
+        saved = os.dup(stdout_fd)
+        os.dup2(stderr_fd, stdout_fd)
+        results = open(saved, "w", closefd=False, encoding=sys.stdout.encoding or "utf-8")  # noqa: SIM115
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield results
+    finally:
+        results.flush()
+        if saved is not None:
+            sys.stdout.flush()
+            os.dup2(saved, stdout_fd)
+            os.close(saved)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging()
+    # RunTerminated (SIGTERM during a run) is a KeyboardInterrupt: the same clean stop, a different exit code.
+    from .engine.run_folder import RunTerminated
+
+    routed = _stdout_for_results_only() if _machine_readable(args) else contextlib.nullcontext(sys.stdout)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), routed as args.out:
             warnings.simplefilter("default")
             return args.func(args)
     except MobileNeXtError as e:
         print(f"mobilenext {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except RunTerminated:
+        print(f"mobilenext {args.command}: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"mobilenext {args.command}: interrupted", file=sys.stderr)
         return 130

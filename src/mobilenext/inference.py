@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from timm.data import ImageNetInfo, create_transform, resolve_model_data_config
 from torch import nn
 
-from .errors import ImageError, MobileNeXtError
+from .data.images import read_image
+from .errors import ConfigError, ImageError, MobileNeXtError
 
-__all__ = ["inference_model", "predict", "load_image", "find_images", "class_names", "IMAGE_EXTENSIONS"]
+__all__ = ["inference_model", "predict", "load_image", "find_images", "class_names", "describe_inputs",
+           "IMAGE_EXTENSIONS"]
+
+log = logging.getLogger("mobilenext")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -22,19 +27,9 @@ ImageLike = str | Path | Image.Image | np.ndarray
 
 
 def load_image(image: ImageLike) -> Image.Image:
-    """Open a path, a PIL image or an HxWxC uint8 array as an RGB PIL image."""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, np.ndarray):
-        return Image.fromarray(image).convert("RGB")
-    path = Path(image)
-    if not path.is_file():
-        raise ImageError(f"image {path} does not exist.")
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")  # decodes fully, so a truncated file fails here
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{path} is not a readable image ({type(e).__name__}).") from None
+    """Open a path, a PIL image or an array as an RGB PIL image (16-bit and float images scaled, oversized ones
+    refused: :func:`mobilenext.data.images.read_image`)."""
+    return read_image(image)
 
 
 def find_images(paths: Iterable[str | Path]) -> list[Path]:
@@ -61,12 +56,39 @@ def class_names(model: nn.Module) -> list[str]:
     return [str(i) for i in range(model.num_classes)]
 
 
-def _as_model(model_or_name: nn.Module | str, **kwargs: Any) -> nn.Module:
-    if isinstance(model_or_name, str):
-        from . import get_model
+def describe_inputs(model: nn.Module, record: dict[str, Any] | None = None) -> str:
+    """What :func:`predict` will do to an image and call its classes, and where those settings come from."""
+    cfg = resolve_model_data_config(model)
+    size = "x".join(map(str, cfg["input_size"][1:]))
+    numbers = ", ".join  # short lists, printed plainly
+    origin = "the checkpoint's training run" if (record or {}).get("data_config") else \
+        f"{model.pretrained_cfg.get('architecture', 'the model')}'s pretrained_cfg"
+    names = getattr(model, "pretrained_cfg", {}).get("label_names")
+    if names and len(names) == model.num_classes:
+        classes = "its dataset's" if (record or {}).get("classes") else "the pretrained_cfg's"
+    elif model.num_classes == 1000:
+        classes = "ImageNet's"
+    else:
+        classes = "indices (no names stored)"
+    return (f"input {size} px, crop {cfg['crop_pct']:g}, {cfg['interpolation']}, mean "
+            f"({numbers(f'{v:.4g}' for v in cfg['mean'])}), std ({numbers(f'{v:.4g}' for v in cfg['std'])}) "
+            f"from {origin}; class names: {classes}")
 
-        return get_model(model_or_name, **kwargs)
-    return model_or_name
+
+def _as_model(model_or_name: nn.Module | str | Path, **kwargs: Any) -> nn.Module:
+    """A model, a registered model name (built by :func:`mobilenext.get_model`), or a checkpoint file (the
+    model it was trained as, with its run's input settings and class names)."""
+    if isinstance(model_or_name, nn.Module):
+        return model_or_name
+    if Path(model_or_name).is_file():
+        from .models.checkpoint import restore_model
+
+        model, record = restore_model(model_or_name, kwargs.pop("model", None), **kwargs)
+        log.info(f"{record['model']} from {model_or_name}: {describe_inputs(model, record)}")
+        return model
+    from . import get_model
+
+    return get_model(str(model_or_name), **kwargs)
 
 
 @torch.inference_mode()
@@ -74,7 +96,14 @@ def predict(
     model: nn.Module, images: Iterable[ImageLike], topk: int = 5, batch_size: int = 32
 ) -> Iterator[tuple[ImageLike, list[tuple[int, str, float]] | ImageError]]:
     """Yield ``(image, [(label, class name, score), ...])`` per image, batched; an unreadable image yields
-    ``(image, ImageError)`` instead, so one bad file does not stop the rest."""
+    ``(image, ImageError)`` instead, so one bad file does not stop the rest.
+
+    Images go through the model's evaluation transform as timm resolves it from ``model.pretrained_cfg``: for
+    a model restored from a ``mobilenext train`` checkpoint that is the run's own (input size, crop,
+    interpolation, normalisation), and class names are its dataset's.
+    """
+    if topk < 1 or batch_size < 1:
+        raise ConfigError(f"topk and batch_size must be at least 1, not {topk} and {batch_size}.")
     model.eval()
     transform = create_transform(**resolve_model_data_config(model))
     names = class_names(model)
@@ -101,10 +130,12 @@ def predict(
         yield from run(batch)
 
 
-def inference_model(model_or_name: nn.Module | str, image: ImageLike, topk: int = 5, **kwargs: Any) -> dict:
-    """Classify one image. Returns ``pred_label``, ``pred_class``, ``pred_score``, ``pred_scores`` (top-k
-    scores) and ``topk`` ([(label, class, score), ...]). ``kwargs`` go to :func:`mobilenext.get_model`
-    when a name is given (e.g. ``pretrained=PATH``)."""
+def inference_model(model_or_name: nn.Module | str | Path, image: ImageLike, topk: int = 5, **kwargs: Any) -> dict:
+    """Classify one image with a model, a model name or a checkpoint file (see :func:`predict` for how the
+    image is prepared). Returns ``pred_label``, ``pred_class``, ``pred_score``, ``pred_scores`` (top-k scores)
+    and ``topk`` ([(label, class, score), ...]). ``kwargs`` go to :func:`mobilenext.get_model` when a name is
+    given (e.g. ``pretrained=PATH``), or to :func:`~mobilenext.models.checkpoint.restore_model` for a checkpoint
+    (e.g. ``model=NAME`` for a plain weights file of an ambiguous shape)."""
     model = _as_model(model_or_name, **kwargs)
     ((_, result),) = list(predict(model, [image], topk=topk, batch_size=1))
     if isinstance(result, ImageError):

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .._io import atomic_path
+from .._io import atomic_path, check_output_file
 from .._plot import pyplot, save_png
 from ..errors import ConfigError, UnknownModelError
 from ..tables import format_table
@@ -158,21 +158,34 @@ class BenchmarkReport:
     def table(self, fmt: str = "table") -> str:
         return format_table(self.rows, fmt)
 
-    def save(self, folder: str | Path) -> list[Path]:
+    FILES = ("benchmark.csv", "benchmark.md", "benchmark.png")
+
+    @classmethod
+    def check_outputs(cls, folder: str | Path, overwrite: bool = False) -> None:
+        """Fail now, not after the benchmark, if :meth:`save` could not write into ``folder``."""
+        folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"-o {folder} is a file; give a folder for {', '.join(cls.FILES)}.")
+        if folder.is_dir():
+            for name in cls.FILES:
+                check_output_file(folder / name, overwrite)
+
+    def save(self, folder: str | Path, overwrite: bool = True) -> list[Path]:
         """``benchmark.csv``, ``benchmark.md`` (settings + table) and ``benchmark.png`` in ``folder``."""
+        self.check_outputs(folder, overwrite)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         settings = ", ".join(f"{k} {v}" for k, v in self.settings.items())
         written = []
         for name, text in (("benchmark.csv", self.table("csv")),
                            ("benchmark.md", f"Settings: {settings}.\n\n{self.table('markdown')}")):
-            with atomic_path(folder / name) as tmp:
+            with atomic_path(folder / name, overwrite=overwrite) as tmp:
                 tmp.write_text(text)
             written.append(folder / name)
-        written.append(self.plot(folder / "benchmark.png"))
+        written.append(self.plot(folder / "benchmark.png", overwrite))
         return written
 
-    def plot(self, output: Path) -> Path:
+    def plot(self, output: Path, overwrite: bool = True) -> Path:
         """Paper top-1 against measured batch-1 latency: one panel per runtime, one colour per model.
 
         Variants of one model share a published top-1, so the points sit on one line; a legend names them
@@ -193,7 +206,7 @@ class BenchmarkReport:
         axes[0][0].set_ylabel("ImageNet top-1 (%, published)")
         axes[0][0].legend(fontsize=7, loc="center right")  # the baseline sits low, MobileNeXt high: room there
         fig.suptitle(f"{self.settings.get('input')} px, {self.settings.get('threads')} thread(s)", fontsize=9)
-        return save_png(fig, output)
+        return save_png(fig, output, overwrite=overwrite)
 
 
 def _rows(entries: list[_Entry], batch_size: int, baseline: str) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._io import atomic_path
+from .._io import atomic_path, check_output_file
 from ..errors import ConfigError, MobileNeXtError, require
 from ..models.checkpoint import restore_model
 from .fuse import fuse
@@ -28,7 +28,8 @@ from .quantize import quantize_pt2e
 from .runtimes import open_runner
 from .samples import sample_images
 
-__all__ = ["EXPORT_FORMATS", "ExportError", "ExportReport", "export_model", "export_checkpoint", "compare_logits"]
+__all__ = ["EXPORT_FORMATS", "ExportError", "ExportReport", "export_model", "export_checkpoint", "compare_logits",
+           "calibrate_norms"]
 
 EXPORT_FORMATS = {"onnx": ".onnx", "tflite": ".tflite", "pt2": ".pt2"}
 # What each format needs to write and to check its file, by extra of mobilenext.
@@ -142,12 +143,15 @@ def export_model(
     verify: torch.Tensor | None = None,
     labels: torch.Tensor | None = None,
     threads: int | None = None,
+    overwrite: bool = True,
 ) -> ExportReport:
-    """Write ``model`` (BN folded) to ``path`` and check the file in its runtime on the ``verify`` images.
+    """Write ``model`` (BN folded) to ``path`` and check the file in its runtime on the ``verify`` images
+    against ``model`` itself (so a wrong fold would show too).
 
     ``fmt`` defaults to the file suffix. ``int8`` (TFLite only) quantizes after calibrating on the
     ``calibration`` images. ``verify`` defaults to random inputs, which check the arithmetic but not the
-    labels; pass real images, and their ``labels`` to get the top-1 accuracy before and after export.
+    labels; pass real images, and their ``labels`` to get the top-1 accuracy before and after export. With
+    ``overwrite=False`` an existing ``path`` is an error (``mobilenext export`` without ``--overwrite``).
     """
     path = Path(path)
     fmt = fmt or next((f for f, suffix in EXPORT_FORMATS.items() if path.suffix == suffix), None)
@@ -157,19 +161,18 @@ def export_model(
         raise ConfigError(f"int8 export is for TFLite (PT2E + LiteRT quantizer); use --format tflite, not {fmt}.")
     if int8 and calibration is None:
         raise ConfigError("int8 export needs calibration images.")
-    if path.suffix != EXPORT_FORMATS[fmt]:
-        raise ConfigError(f"a {fmt} file should end in {EXPORT_FORMATS[fmt]}, got {path.name}.")
+    check_output_file(path, overwrite, EXPORT_FORMATS[fmt])
     extra, modules = _TOOLCHAINS[fmt]
     for module in modules:  # all of them before any work, so a missing one costs nothing
         require(module, extra)
 
-    model = fuse(model).float()
+    original, model = model.eval(), fuse(model).float()
     if verify is None:
         verify = torch.randn(8, 3, img_size, img_size, generator=torch.Generator().manual_seed(0))
     # TFLite files hold batch 1; the others take any batch, and tracing them at batch 1 would fix it to 1.
     example = verify[:1].float() if fmt == "tflite" else verify[:1].float().expand(2, -1, -1, -1).contiguous()
     start = time.perf_counter()
-    with atomic_path(path) as tmp, exporter_errors(fmt):
+    with atomic_path(path, overwrite=overwrite) as tmp, exporter_errors(fmt):
         if fmt == "onnx":
             _export_onnx(model, example, tmp)
         elif fmt == "tflite":
@@ -179,7 +182,7 @@ def export_model(
     seconds = time.perf_counter() - start
 
     with torch.no_grad():
-        reference = model(verify).numpy()
+        reference = original.float()(verify).numpy()
     runner = open_runner(path, threads=threads)
     logits = np.concatenate([runner(chunk.numpy()) for chunk in verify.split(32)])
     diff, agreement = compare_logits(reference, logits)
@@ -206,23 +209,49 @@ def export_checkpoint(
     verify_images: int = 64,
     num_classes: int | None = None,
     threads: int | None = None,
+    overwrite: bool = True,
 ) -> ExportReport:
     """Export a trained checkpoint (or a randomly initialised ``model``), calibrating and verifying on its data.
 
     Calibration images come from the training split, verification images from the held-out split, both
-    through the evaluation transform at the checkpoint's input size; ``verify_images=0`` takes the whole
-    held-out split, which turns the report's top-1 figures into the split's accuracy.
+    through the evaluation transform at the checkpoint's input size (without a checkpoint: the model's own,
+    224 for the ImageNet models); ``verify_images=0`` takes the whole held-out split, which turns the
+    report's top-1 figures into the split's accuracy. A randomly initialised model first gets BatchNorm
+    statistics measured on the calibration/verification images (:func:`calibrate_norms`): at timm's
+    initial statistics its logits are ~1e-10, and a check of such numbers would prove nothing.
     """
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unsupported export format {fmt!r}; choose {', '.join(EXPORT_FORMATS)}.")
     net, record = restore_model(checkpoint, model, num_classes=num_classes)
+    if output is None:
+        output = f"{record['model']}{'_int8' if int8 else ''}{EXPORT_FORMATS[fmt]}"
+    check_output_file(output, overwrite, EXPORT_FORMATS[fmt])  # before the minutes an export can take
     data = data if data is not None or dataset else record.get("args", {}).get("data")
     dataset = dataset or record.get("args", {}).get("dataset", "")
     sample = functools.partial(sample_images, net, data, dataset, stored_config=record.get("data_config"),
                                img_size=img_size)
     verify, labels = sample(split="val", count=verify_images)
     calibration = sample(split="train", count=calibration_images)[0] if int8 else None
-    if output is None:
-        output = f"{record['model']}{'_int8' if int8 else ''}{EXPORT_FORMATS[fmt]}"
+    if not checkpoint:
+        calibrate_norms(net, calibration if calibration is not None else verify)
     return export_model(net, output, fmt, img_size=verify.shape[-1], int8=int8, calibration=calibration,
-                        verify=verify, labels=labels if checkpoint else None, threads=threads)
+                        verify=verify, labels=labels if checkpoint else None, threads=threads, overwrite=overwrite)
+
+
+@torch.no_grad()
+def calibrate_norms(model: nn.Module, images: torch.Tensor) -> nn.Module:
+    """Set every BatchNorm's running statistics to those of ``model``'s activations on ``images`` (one pass in
+    training mode with a cumulative average), leaving the weights alone; returns ``model`` in eval mode."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average: after one batch, exactly that batch's statistics
+    model.train()
+    try:
+        model(images)
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        model.eval()
+    return model

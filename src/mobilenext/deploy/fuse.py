@@ -2,7 +2,7 @@
 
 timm models register each conv directly before its norm (``conv``/``bn`` in ``ConvNormAct``;
 ``conv_pw``/``bn1``, ``conv_dw``/``bn2``, ``conv_pwl``/``bn3`` in MobileNetV2 blocks; ``conv_stem``/``bn1``),
-so a conv followed by a BatchNorm among a module's children is a pair to fold. timm's ``BatchNormAct2d``
+so a conv followed by a BatchNorm of its width among a module's children is a pair to fold. timm's ``BatchNormAct2d``
 keeps its activation (and dropout) after folding. A norm with no conv right before it among its siblings
 (the efficient models' ``head_norm``) stays. The tests check the fused model against the original.
 """
@@ -28,11 +28,18 @@ def _after_norm(norm: nn.BatchNorm2d) -> nn.Module:
     return nn.Sequential(*kept) if len(kept) > 1 else (kept[0] if kept else nn.Identity())
 
 
+def _feeds(conv: nn.Module, norm: nn.Module) -> bool:
+    """Whether ``norm`` normalises ``conv``'s output, judged by order and width: a norm wider than the conv
+    before it normalises more than that conv (DARTS's FactorizedReduce concatenates two convs, then norms)."""
+    return (isinstance(conv, nn.Conv2d) and type(norm) in (nn.BatchNorm2d, BatchNormAct2d)
+            and norm.track_running_stats and norm.num_features == conv.out_channels)
+
+
 def _fuse_children(parent: nn.Module) -> int:
     fused = 0
     children = list(parent.named_children())
     for (conv_name, conv), (norm_name, norm) in zip(children, children[1:]):
-        if type(norm) in (nn.BatchNorm2d, BatchNormAct2d) and isinstance(conv, nn.Conv2d) and norm.track_running_stats:
+        if _feeds(conv, norm):
             setattr(parent, conv_name, fuse_conv_bn_eval(conv, norm))
             setattr(parent, norm_name, _after_norm(norm))
             fused += 1

@@ -8,16 +8,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import DATA_DEFAULTS, UnreadableImage, create_transforms, open_datasets, resolve_transform_config
+from ..data import UnreadableImage, create_transforms, open_datasets, resolve_transform_config
 from ..errors import ConfigError
 
 __all__ = ["sample_images", "input_config"]
 
 
-def input_config(model: nn.Module, data_kind: str, stored: dict[str, Any] | None, img_size: int | None) -> dict:
-    """Input size, crop and normalisation: ``img_size`` if given, else the checkpoint's, the dataset's, the model's."""
-    defaults = {**DATA_DEFAULTS.get(data_kind, {}), **(stored or {})}
-    return resolve_transform_config(model, defaults, {"img_size": img_size})
+def input_config(model: nn.Module, stored: dict[str, Any] | None, img_size: int | None) -> dict:
+    """Input size, crop and normalisation: ``img_size`` if given, else the checkpoint's ``stored`` settings, else
+    the model's own (its ``pretrained_cfg``, which :func:`~mobilenext.models.checkpoint.restore_model` sets to
+    the run's). Never the dataset's defaults: a model without a checkpoint is exported at its own resolution
+    (224 for the ImageNet models), whatever images check it."""
+    return resolve_transform_config(model, stored or {}, {"img_size": img_size})
 
 
 def sample_images(
@@ -39,7 +41,7 @@ def sample_images(
     datasets = open_datasets(data, dataset, train_split="train" if train else None,
                              val_split=None if train or split == "val" else split)
     source = datasets.train if train else datasets.val
-    config = input_config(model, datasets.kind, stored_config, img_size)
+    config = input_config(model, stored_config, img_size)
     source.transform = create_transforms(config)[1]
     order = np.random.default_rng(seed).permutation(len(source))
     images, labels = [], []

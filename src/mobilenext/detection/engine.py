@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, SequentialSampler
 
+from ..checks import Number
 from ..data.datasets import TolerantDataset
 from ..data.loader import ResumableSampler
 from ..engine.checkpoint import (
@@ -27,15 +27,28 @@ from ..engine.checkpoint import (
     LAST,
     find_auto_resume,
     load_training_checkpoint,
-    remove_stale_temp_files,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from ..engine.config import Settings, add_config_arguments, config_from_args, setting
+from ..engine.config import (
+    ANY_INT,
+    COUNT,
+    DEVICE,
+    FRACTION,
+    NONNEG,
+    NONNEG_INT,
+    OPTIMIZER,
+    POSITIVE,
+    Settings,
+    add_config_arguments,
+    config_from_args,
+    setting,
+)
 from ..engine.distributed import DistInfo, barrier, cleanup, init_distributed
 from ..engine.progress import Progress
-from ..engine.records import log_file, write_args, write_summary
+from ..engine.records import write_args, write_summary
+from ..engine.run_folder import RUNS_ROOT, open_run
 from ..engine.train import seed_everything
 from ..errors import CheckpointError, ConfigError, MobileNeXtError
 from .data import COCODetection, VOCDetection, collate_detection, detection_transforms
@@ -67,7 +80,7 @@ class DetectionConfig(Settings):
     backbone_checkpoint: str | None = setting(
         None, "classification weights for the backbone (ours, timm's, the authors')"
     )
-    size: int = setting(320, "input size (the anchors are the authors' at 320)", type=int)
+    size: int = setting(320, "input size (the anchors are the authors' at 320)", **COUNT)
     data: str | None = setting(None, "VOC root (holding VOCdevkit/) or COCO root (annotations/instances_*.json)")
     dataset: str = setting("auto", "dataset format", choices=("auto", "voc", "coco"))
     train_sets: tuple[str, ...] = setting(
@@ -78,28 +91,28 @@ class DetectionConfig(Settings):
     test_set: str = setting("2007/test", "VOC YEAR/SET or COCO split to evaluate on")
     classes: tuple[str, ...] | None = setting(None, "class names of a VOC-format dataset (default: the 20 VOC "
                                               "classes; COCO reads them from its json)", nargs="+")
-    batch_size: int = setting(24, "images per batch and process", "-b", "--batch-size", type=int)
-    iterations: int = setting(240_000, "training iterations", type=int)
-    lr: float = setting(1e-3, "learning rate", type=float)
+    batch_size: int = setting(24, "images per batch and process", "-b", "--batch-size", **COUNT)
+    iterations: int = setting(240_000, "training iterations", **COUNT)
+    lr: float = setting(1e-3, "learning rate", **POSITIVE)
     lr_steps: tuple[int, ...] = setting(
-        (160_000, 200_000), "iterations at which lr is multiplied by lr_gamma", nargs="+", type=int
+        (160_000, 200_000), "iterations at which lr is multiplied by lr_gamma", nargs="+", **COUNT
     )
-    lr_gamma: float = setting(0.1, "lr decay factor at each step", type=float)
-    warmup_iterations: int = setting(1000, "linear lr warm-up from lr/100", type=int)
-    opt: str = setting("sgd", "timm optimizer name (sgd, adamw, ...)")
-    momentum: float = setting(0.9, "SGD momentum", type=float)
-    weight_decay: float = setting(4e-5, "weight decay (not on norms and biases)", type=float)
+    lr_gamma: float = setting(0.1, "lr decay factor at each step", type=Number(float, 0, 1, low_open=True))
+    warmup_iterations: int = setting(1000, "linear lr warm-up from lr/100", **NONNEG_INT)
+    opt: str = setting("sgd", "timm optimizer name (sgd, adamw, ...)", **OPTIMIZER)
+    momentum: float = setting(0.9, "SGD momentum", **FRACTION)
+    weight_decay: float = setting(4e-5, "weight decay (not on norms and biases)", **NONNEG)
     augment: bool = setting(True, "SSD augmentation: photometric distortion, zoom-out, min-IoU crop, flip "
                             "(--no-augment: flip only, for quick runs)", action=argparse.BooleanOptionalAction)
-    eval_interval: int = setting(10_000, "iterations between evaluations and checkpoints", type=int)
+    eval_interval: int = setting(10_000, "iterations between evaluations and checkpoints", **COUNT)
     amp: bool = setting(False, "mixed precision on GPU", action=argparse.BooleanOptionalAction)
     sync_bn: bool = setting(False, "synchronise BatchNorm across GPUs (DDP)", action=argparse.BooleanOptionalAction)
-    workers: int = setting(4, "data loader processes per rank", "-j", "--workers", type=int)
-    device: str | None = setting(None, "cuda or cpu (default: cuda when available)")
-    seed: int = setting(42, "random seed", type=int)
+    workers: int = setting(4, "data loader processes per rank", "-j", "--workers", **NONNEG_INT)
+    device: str | None = setting(None, "cuda or cpu (default: cuda when available)", **DEVICE)
+    seed: int = setting(42, "random seed", **ANY_INT)
     output: str | None = setting(None, "run folder (default: runs/<model>-<time>)")
     resume: str | None = setting(None, "checkpoint to resume, or 'auto' for the run folder's last.pth")
-    log_interval: int = setting(50, "iterations between progress lines when not on a terminal", type=int)
+    log_interval: int = setting(50, "iterations between progress lines when not on a terminal", **COUNT)
 
 def parse_detect_args(argv: list[str]) -> DetectionConfig:
     """Parse a ``mobilenext detect train`` command line (for scripts and tests)."""
@@ -299,7 +312,7 @@ class DetectionTrainer:
     def __init__(self, cfg: DetectionConfig, dist: DistInfo) -> None:
         from timm.optim import create_optimizer_v2
 
-        self.cfg, self.dist, self.device = cfg, dist, dist.device
+        self.cfg, self.dist, self.device, self.output = cfg, dist, dist.device, Path()
         seed_everything(cfg.seed + dist.rank)
         self.data = open_detection_data(
             cfg.data, cfg.dataset, cfg.train_sets, cfg.test_set, cfg.size, cfg.classes, cfg.augment
@@ -333,14 +346,12 @@ class DetectionTrainer:
         self.test_loader = detection_loader(
             self.data.test, max(1, cfg.batch_size // 2), cfg.workers, False, dist, cfg.seed
         )
-        self.output = Path(cfg.output) if cfg.output else Path("runs") / f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.iteration, self.rows = 0, []
         self.best = {"metric": -1.0, "iteration": -1}
-        self._resume()
 
     def _resume(self) -> None:
         cfg = self.cfg
-        path = find_auto_resume(self.output, Path("runs"), cfg.model) if cfg.resume == "auto" else cfg.resume
+        path = find_auto_resume(self.output, RUNS_ROOT, cfg.model) if cfg.resume == "auto" else cfg.resume
         if path is None:
             return
         state = load_training_checkpoint(path)
@@ -381,18 +392,17 @@ class DetectionTrainer:
             yield from self.train_loader
             epoch, done = epoch + 1, 0
 
-    def run(self) -> dict[str, Any]:
+    def run(self, output: Path) -> dict[str, Any]:
+        """Train in ``output`` (a folder claimed by ``open_run``), continuing its checkpoint when resuming."""
+        self.output = output
+        self._resume()
         if self.dist.is_main:
-            self.output.mkdir(parents=True, exist_ok=True)
-            remove_stale_temp_files(self.output)
-        with log_file(self.output / "log.txt" if self.dist.is_main else None):
-            if self.dist.is_main:
-                write_args(self.output / "args.yaml", self.cfg.to_dict())
-                log.info(
-                    f"{self.cfg.model} on {self.data.description}; {self.cfg.iterations:,} iterations of "
-                    f"batch {self.cfg.batch_size} x {self.dist.world_size}; output {self.output}"
-                )
-            return self._train()
+            write_args(self.output / "args.yaml", self.cfg.to_dict())
+            log.info(
+                f"{self.cfg.model} on {self.data.description}; {self.cfg.iterations:,} iterations of "
+                f"batch {self.cfg.batch_size} x {self.dist.world_size}; output {self.output}"
+            )
+        return self._train()
 
     def _train(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -484,6 +494,8 @@ def train_detector(cfg: DetectionConfig) -> dict[str, Any]:
     try:
         if not dist.is_main:
             log.setLevel(logging.WARNING)
-        return DetectionTrainer(cfg, dist).run()
+        trainer = DetectionTrainer(cfg, dist)
+        with open_run(cfg.output, cfg.resume, cfg.model, dist) as output:
+            return trainer.run(output)
     finally:
         cleanup()

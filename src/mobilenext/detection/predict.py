@@ -11,11 +11,11 @@ from torch import nn
 from torchvision.transforms.v2 import functional as F
 from torchvision.utils import draw_bounding_boxes
 
-from .._io import atomic_path
-from ..errors import ImageError
+from .._io import OutputExistsError, atomic_path, mirrored_outputs
+from ..errors import ConfigError, ImageError
 from ..inference import load_image
 
-__all__ = ["detect_images", "draw_detections"]
+__all__ = ["detect_images", "draw_detections", "plan_outputs"]
 
 
 def draw_detections(image: torch.Tensor, detections: dict[str, torch.Tensor], classes: Sequence[str]) -> Image.Image:
@@ -27,22 +27,40 @@ def draw_detections(image: torch.Tensor, detections: dict[str, torch.Tensor], cl
     return F.to_pil_image(drawn)
 
 
+def plan_outputs(paths: Sequence[Path], folder: str | Path, overwrite: bool = False) -> list[Path]:
+    """The PNG each image's drawing goes to in ``folder`` (see :func:`mobilenext._io.mirrored_outputs`), checked
+    before any work: never an input image, never an existing file unless ``overwrite``."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"-o {folder} is a file; give a folder for the drawn images.")
+    outputs = mirrored_outputs(paths, folder, ".png")
+    inputs = {p.resolve() for p in paths}
+    clobbered = [o for o in outputs if o.resolve() in inputs]
+    if clobbered:
+        raise ConfigError(f"drawing into {folder} would replace the input image {clobbered[0]}; choose another -o.")
+    existing = [o for o in outputs if o.exists()]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise OutputExistsError(f"{existing[0]}{more} exist(s) in {folder}; pass --overwrite to replace them, or "
+                                "choose another -o.")
+    return outputs
+
+
 @torch.no_grad()
 def detect_images(
     model: nn.Module,
     paths: Sequence[str | Path],
     classes: Sequence[str],
     score_thresh: float = 0.3,
-    output: str | Path | None = None,
+    outputs: Sequence[Path] | None = None,
+    overwrite: bool = False,
 ) -> Iterator[tuple[Path, dict[str, torch.Tensor] | Exception]]:
-    """Detections scoring at least ``score_thresh`` per image, in original pixel coordinates; with ``output``
-    also ``output/<name>.png`` with the boxes drawn. An unreadable image yields its error instead."""
+    """Detections scoring at least ``score_thresh`` per image, in original pixel coordinates; with ``outputs``
+    (one path per image, e.g. from :func:`plan_outputs`) also the image with its boxes drawn, as PNG. An
+    unreadable image yields its error instead."""
     model.eval()
     device = next(model.parameters()).device
-    folder = Path(output) if output is not None else None
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-    for path in map(Path, paths):
+    for index, path in enumerate(map(Path, paths)):
         try:
             image = F.pil_to_tensor(load_image(path))
         except ImageError as error:
@@ -51,7 +69,8 @@ def detect_images(
         result = model([F.to_dtype(image, torch.float32, scale=True).to(device)])[0]
         keep = result["scores"] >= score_thresh
         detections = {k: v[keep].cpu() for k, v in result.items()}
-        if folder is not None:
-            with atomic_path(folder / f"{path.stem}.png") as tmp:
+        if outputs is not None:
+            outputs[index].parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(outputs[index], overwrite=overwrite) as tmp:
                 draw_detections(image, detections, classes).save(tmp, format="PNG")
         yield path, detections

@@ -16,6 +16,7 @@ import torch
 
 from .._io import atomic_path
 from ..errors import CheckpointError
+from ..models.checkpoint import refused_for_safety
 
 __all__ = ["LAST", "BEST", "save_checkpoint", "load_training_checkpoint", "rng_state", "set_rng_state",
            "remove_stale_temp_files", "find_auto_resume"]
@@ -37,10 +38,11 @@ def load_training_checkpoint(path: str | Path, action: str = "resume") -> dict[s
         raise CheckpointError(f"cannot {action}: {path} does not exist.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(f"cannot {action} from {path}: it holds objects that are not loaded for safety ({e}).") \
-            from None
     except Exception as e:
+        if isinstance(e, pickle.UnpicklingError) or refused_for_safety(e):  # torch advises weights_only=False: not us
+            raise CheckpointError(f"cannot {action} from {path}: it holds Python objects besides tensors and plain "
+                                  "values, which are not loaded for safety; only files you trust could be re-saved "
+                                  "as plain tensors.") from None
         raise CheckpointError(f"cannot {action} from {path}: it is truncated or corrupt ({type(e).__name__}).") \
             from None
     if not isinstance(state, dict) or state.get("format") != _FORMAT:

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from .. import checks
+from ..checks import Number
 from ..errors import ConfigError
 
 __all__ = [
@@ -33,6 +35,9 @@ __all__ = [
     "settings_dict",
 ]
 
+# Settings that name input files: stored absolute, so a checkpoint's record finds them from any directory.
+PATH_SETTINGS = ("data", "pretrained", "backbone_checkpoint", "genotype")
+
 DEFAULT_CONFIG = "digits"  # what `mobilenext train` runs when given neither --config nor --data
 
 
@@ -41,17 +46,36 @@ def setting(default: Any, help: str, *flags: str, **kwargs: Any):
     return field(default=default, metadata={"help": help, "flags": flags, **kwargs})
 
 
+# Value checks (``mobilenext.checks``): a flag or YAML key outside its range stops the command in one sentence.
 _BOOL = {"action": argparse.BooleanOptionalAction}
-_FLOATS2 = {"type": float, "nargs": 2}
-_FLOATS3 = {"type": float, "nargs": 3}
+COUNT = {"type": Number(int, low=1)}  # epochs, batch sizes, intervals: at least one
+NONNEG_INT = {"type": Number(int, low=0)}  # workers, warm-up epochs
+POSITIVE = {"type": Number(float, low=0, low_open=True)}  # learning rates, epsilons
+NONNEG = {"type": Number(float, low=0)}  # weight decay, augmentation strengths
+PROBABILITY = {"type": Number(float, 0, 1)}
+FRACTION = {"type": Number(float, 0, 1, high_open=True)}  # dropout, smoothing, momentum: 1 would be degenerate
+ANY_INT = {"type": Number(int)}
+DEVICE = {"type": checks.device}
+OPTIMIZER = {"type": checks.OPTIMIZER}
+INTERPOLATION = {"type": checks.INTERPOLATION}
 
 
 class Settings:
     """Base of the settings dataclasses (training, detection, search): plain YAML-able values for args.yaml
-    and checkpoints."""
+    and checkpoints, and the checks that involve more than one value."""
 
     def to_dict(self) -> dict[str, Any]:
         return settings_dict(self)
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for settings that are each valid but not together (run before any work)."""
+        output = getattr(self, "output", None)
+        if output and Path(output).exists() and not Path(output).is_dir():
+            raise ConfigError(f"--output {output} is a file; give a folder for the run.")
+        for name in ("scale", "ratio"):
+            pair = getattr(self, name, None)
+            if pair is not None and pair[0] > pair[1]:
+                raise ConfigError(f"--{name} {pair[0]:g} {pair[1]:g}: the first value is the lower bound.")
 
 
 @dataclass
@@ -59,67 +83,69 @@ class TrainConfig(Settings):
     # model
     model: str = setting("mobilenext_100", "model name (`mobilenext models`); any timm model works too")
     pretrained: str | None = setting(None, "initial weights file (fine-tuning)", "--pretrained", "--initial-checkpoint")
-    num_classes: int | None = setting(None, "default: the dataset's number of classes", type=int)
-    drop: float | None = setting(None, "classifier dropout (default: the model's; 0.2 for MobileNeXt)", type=float)
-    drop_path: float | None = setting(None, "stochastic depth rate (drop-connect in the authors' args)", type=float)
+    num_classes: int | None = setting(None, "default: the dataset's number of classes", **COUNT)
+    drop: float | None = setting(None, "classifier dropout (default: the model's; 0.2 for MobileNeXt)", **FRACTION)
+    drop_path: float | None = setting(None, "stochastic depth rate (drop-connect in the authors' args)", **FRACTION)
     # data
     data: str | None = setting(None, "dataset folder, .tar or CIFAR folder; omit for the embedded digits")
     dataset: str = setting("", "timm dataset name for other sources (hfds/NAME, wds/NAME, tfds/NAME)")
     train_split: str = setting("train", "training split (folder name or timm split)")
     val_split: str | None = setting(None, "held-out split (default: val/ or validation/)")
-    img_size: int | None = setting(None, "input resolution (default: the dataset's, else the model's)", type=int)
-    crop_pct: float | None = setting(None, "evaluation centre-crop fraction", type=float)
-    interpolation: str | None = setting(None, "resize interpolation (bilinear, bicubic, ...)")
-    mean: tuple[float, ...] | None = setting(None, "normalisation mean (3 values)", **_FLOATS3)
-    std: tuple[float, ...] | None = setting(None, "normalisation std (3 values)", **_FLOATS3)
+    img_size: int | None = setting(None, "input resolution (default: the dataset's, else the model's)", **COUNT)
+    crop_pct: float | None = setting(None, "evaluation centre-crop fraction", type=Number(float, 0, 1, low_open=True))
+    interpolation: str | None = setting(None, "resize interpolation (bilinear, bicubic, ...)", **INTERPOLATION)
+    mean: tuple[float, ...] | None = setting(None, "normalisation mean (3 values)", type=Number(float), nargs=3)
+    std: tuple[float, ...] | None = setting(None, "normalisation std (3 values)", nargs=3, **POSITIVE)
     workers: int | None = setting(None, "data loader processes per rank (default 4; 0 for the digits)",
-                                  "-j", "--workers", type=int)
+                                  "-j", "--workers", **NONNEG_INT)
     # augmentation (timm's)
-    scale: tuple[float, ...] | None = setting(None, "random-resized-crop area range (default 0.08 1)", **_FLOATS2)
-    ratio: tuple[float, ...] | None = setting(None, "random-resized-crop aspect range (default 3/4 4/3)", **_FLOATS2)
-    hflip: float | None = setting(None, "horizontal flip probability (default 0.5; 0 for digits)", type=float)
-    color_jitter: float | None = setting(None, "colour jitter strength (default 0.4)", type=float)
+    scale: tuple[float, ...] | None = setting(None, "random-resized-crop area range (default 0.08 1)", nargs=2,
+                                               type=Number(float, 0, 1, low_open=True))
+    ratio: tuple[float, ...] | None = setting(None, "random-resized-crop aspect range (default 3/4 4/3)", nargs=2,
+                                               **POSITIVE)
+    hflip: float | None = setting(None, "horizontal flip probability (default 0.5; 0 for digits)", **PROBABILITY)
+    color_jitter: float | None = setting(None, "colour jitter strength (default 0.4)", **NONNEG)
     aa: str | None = setting(None, "auto-augment policy, e.g. rand-m9-mstd0.5")
-    reprob: float = setting(0.0, "random erasing probability", type=float)
-    remode: str = setting("pixel", "random erasing mode")
-    recount: int = setting(1, "random erasing count", type=int)
-    mixup: float = setting(0.0, "mixup alpha (0: off)", type=float)
-    cutmix: float = setting(0.0, "cutmix alpha (0: off)", type=float)
-    smoothing: float = setting(0.1, "label smoothing", type=float)
+    reprob: float = setting(0.0, "random erasing probability", **PROBABILITY)
+    remode: str = setting("pixel", "random erasing mode", choices=("pixel", "rand", "const"))
+    recount: int = setting(1, "random erasing count", **COUNT)
+    mixup: float = setting(0.0, "mixup alpha (0: off)", **NONNEG)
+    cutmix: float = setting(0.0, "cutmix alpha (0: off)", **NONNEG)
+    smoothing: float = setting(0.1, "label smoothing", **FRACTION)
     # optimisation
-    epochs: int = setting(100, "epochs to train", type=int)
-    batch_size: int = setting(64, "batch size per process", "-b", "--batch-size", type=int)
-    lr: float | None = setting(None, "learning rate (default: lr_base scaled to the global batch size)", type=float)
-    lr_base: float = setting(0.1, "learning rate at global batch size lr_base_size", type=float)
-    lr_base_size: int = setting(256, "global batch size lr_base refers to", type=int)
+    epochs: int = setting(100, "epochs to train", **COUNT)
+    batch_size: int = setting(64, "batch size per process", "-b", "--batch-size", **COUNT)
+    lr: float | None = setting(None, "learning rate (default: lr_base scaled to the global batch size)", **POSITIVE)
+    lr_base: float = setting(0.1, "learning rate at global batch size lr_base_size", **POSITIVE)
+    lr_base_size: int = setting(256, "global batch size lr_base refers to", **COUNT)
     lr_base_scale: str = setting("linear", "how lr grows with the batch size", choices=("linear", "sqrt"))
-    opt: str = setting("sgd", "timm optimizer name (sgd, rmsproptf, adamw, ...)")
-    opt_eps: float | None = setting(None, "optimizer epsilon", type=float)
-    momentum: float = setting(0.9, "optimizer momentum", type=float)
+    opt: str = setting("sgd", "timm optimizer name (sgd, rmsproptf, adamw, ...)", **OPTIMIZER)
+    opt_eps: float | None = setting(None, "optimizer epsilon", **POSITIVE)
+    momentum: float = setting(0.9, "optimizer momentum", **FRACTION)
     weight_decay: float = setting(1e-4, "weight decay (not applied to biases and norms, unless --weight-decay-all)",
-                                  type=float)
+                                  **NONNEG)
     weight_decay_all: bool = setting(False, "apply weight decay to biases and norm weights too (as DARTS does)",
                                      **_BOOL)
-    clip_grad: float | None = setting(None, "clip gradient norm to this value", type=float)
-    sched: str = setting("cosine", "timm scheduler (cosine, step, ...)")
-    warmup_epochs: int = setting(0, "linear warm-up epochs", type=int)
-    warmup_lr: float = setting(1e-5, "learning rate at the start of warm-up", type=float)
-    min_lr: float = setting(0.0, "floor of the learning rate", type=float)
-    cooldown_epochs: int = setting(0, "epochs at min_lr after the schedule ends (added to epochs)", type=int)
-    decay_epochs: float = setting(90, "step scheduler: epochs between decays", type=float)
-    decay_rate: float = setting(0.1, "step scheduler: decay factor", type=float)
+    clip_grad: float | None = setting(None, "clip gradient norm to this value", **POSITIVE)
+    sched: str = setting("cosine", "timm scheduler (cosine, step, ...)", type=checks.SCHEDULER)
+    warmup_epochs: int = setting(0, "linear warm-up epochs", **NONNEG_INT)
+    warmup_lr: float = setting(1e-5, "learning rate at the start of warm-up", **NONNEG)
+    min_lr: float = setting(0.0, "floor of the learning rate", **NONNEG)
+    cooldown_epochs: int = setting(0, "epochs at min_lr after the schedule ends (added to epochs)", **NONNEG_INT)
+    decay_epochs: float = setting(90, "step scheduler: epochs between decays", **POSITIVE)
+    decay_rate: float = setting(0.1, "step scheduler: decay factor", type=Number(float, 0, 1, low_open=True))
     model_ema: bool = setting(False, "keep an exponential moving average of the weights", **_BOOL)
-    model_ema_decay: float = setting(0.9998, "EMA decay per step", type=float)
+    model_ema_decay: float = setting(0.9998, "EMA decay per step", type=Number(float, 0, 1, True, True))
     # runtime
     amp: bool = setting(False, "mixed precision (float16 on GPU, bfloat16 on CPU)", **_BOOL)
     channels_last: bool = setting(True, "channels-last memory format (3-4x faster depthwise convs on CPU)", **_BOOL)
     compile: bool = setting(False, "torch.compile the model", **_BOOL)
     sync_bn: bool = setting(False, "synchronise BatchNorm statistics across GPUs (DDP)", **_BOOL)
-    device: str | None = setting(None, "cuda or cpu (default: cuda when available)")
-    seed: int = setting(42, "random seed", type=int)
+    device: str | None = setting(None, "cuda or cpu (default: cuda when available)", **DEVICE)
+    seed: int = setting(42, "random seed", **ANY_INT)
     output: str | None = setting(None, "run folder (default: runs/<model>-<time>)")
     resume: str | None = setting(None, "checkpoint to resume, or 'auto' for the run folder's last.pth")
-    log_interval: int = setting(50, "steps between progress reports when not on a terminal", type=int)
+    log_interval: int = setting(50, "steps between progress reports when not on a terminal", **COUNT)
 
     def global_lr(self, world_size: int) -> float:
         """``lr`` if set, else ``lr_base`` scaled from ``lr_base_size`` to this run's global batch size."""
@@ -168,10 +194,11 @@ def find_config(name_or_path: str) -> Path:
 
 
 def _coerce(field_: dataclasses.Field, value: Any, source: str) -> Any:
-    """Check a config value against the field's type, with one sentence per mistake."""
+    """Check a config value as its flag would be checked, with one sentence per mistake."""
     name, meta = field_.name, field_.metadata
     if value is None:
         return None
+    check = meta.get("type", str)
     try:
         if meta.get("action") is argparse.BooleanOptionalAction:
             if not isinstance(value, bool):
@@ -180,16 +207,14 @@ def _coerce(field_: dataclasses.Field, value: Any, source: str) -> Any:
         if "nargs" in meta:
             count = meta["nargs"]
             if not isinstance(value, (list, tuple)) or (len(value) != count if count != "+" else not value):
-                kind = "numbers" if meta.get("type") in (int, float) else "values"
+                kind = "numbers" if isinstance(check, Number) else "values"
                 raise ValueError(f"expected a list of {'one or more' if count == '+' else count} {kind}")
-            return tuple(meta.get("type", str)(v) for v in value)
-        if meta.get("type") is int and not float(value).is_integer():
-            raise ValueError("expected an integer")
-        value = meta.get("type", str)(value)
+            return tuple(check(v) for v in value)
+        value = check(value)
         if "choices" in meta and value not in meta["choices"]:
             raise ValueError(f"expected one of {', '.join(meta['choices'])}")
         return value
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
         raise ConfigError(f"{source}: {name}: {value!r} is not valid ({e}).") from None
 
 
@@ -198,7 +223,9 @@ def load_config(path: str | Path, schema: type = TrainConfig) -> dict[str, Any]:
     fields = _fields(schema)
     path = find_config(str(path))
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config {path} is not UTF-8 text (byte {e.start}); save it as UTF-8.") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config {path} is not valid YAML ({str(e).splitlines()[0]}).") from None
     if not isinstance(raw, dict):
@@ -220,8 +247,8 @@ def config_from_args(
     """Merge defaults < config file < flags into a ``schema`` instance. For training without ``--config``
     or ``--data`` the digits recipe applies."""
     given = dict(vars(args) if isinstance(args, argparse.Namespace) else args)
-    given.pop("func", None)
-    given.pop("command", None)
+    for cli_only in ("func", "command", "out"):  # the CLI's own entries, not settings
+        given.pop(cli_only, None)
     config = given.pop("config", None)
     if config is None and given.get("data") is None and default_recipe and schema is TrainConfig:
         config = DEFAULT_CONFIG
@@ -230,7 +257,15 @@ def config_from_args(
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}.")
     settings.update(given)
-    return schema(**settings)
+    for name in PATH_SETTINGS:
+        if isinstance(settings.get(name), str) and Path(settings[name]).exists():
+            settings[name] = str(Path(settings[name]).resolve())  # what a checkpoint stores must not depend on cwd
+    if settings.get("resume") and "pretrained" in given and "resume" in given:
+        raise ConfigError("--pretrained and --resume exclude each other: a resumed run continues its own "
+                          "weights; drop one of them.")
+    settings = schema(**settings)
+    settings.check()
+    return settings
 
 
 def parse_train_args(argv: Sequence[str]) -> TrainConfig:

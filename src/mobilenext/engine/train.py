@@ -38,7 +38,6 @@ from .checkpoint import (
     LAST,
     find_auto_resume,
     load_training_checkpoint,
-    remove_stale_temp_files,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -47,13 +46,12 @@ from .config import TrainConfig
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from .evaluate import autocast, evaluate
 from .progress import Progress
-from .records import log_file, read_summary, write_args, write_summary
+from .records import read_summary, write_args, write_summary
+from .run_folder import RUNS_ROOT, open_run
 
 __all__ = ["TrainingDiverged", "train", "Trainer"]
 
 log = logging.getLogger("mobilenext")
-
-RUNS_ROOT = Path("runs")
 
 
 class TrainingDiverged(MobileNeXtError):
@@ -78,10 +76,11 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 class Trainer:
-    """One training run. ``run()`` returns the final epoch's metrics."""
+    """One training run: ``__init__`` builds data, model and optimiser (where a user's mistake shows, before any
+    file is written); ``run(output)`` resumes if asked and trains, returning the final epoch's metrics."""
 
     def __init__(self, cfg: TrainConfig, dist: DistInfo):
-        self.dist = dist
+        self.dist, self.output = dist, Path()
         self.datasets = open_datasets(cfg.data, cfg.dataset, cfg.train_split, cfg.val_split)
         if self.datasets.train is None:
             raise ConfigError("no training split; pass --train-split.")
@@ -91,7 +90,6 @@ class Trainer:
         self.num_classes = cfg.num_classes or len(self.datasets.classes)
         if not self.num_classes:
             raise ConfigError("this dataset does not list its classes; pass --num-classes.")
-        self.output = self._output_folder()
         self.device = dist.device
         seed_everything(cfg.seed)  # the same initial weights on every rank and in every rerun
         self.model = self._build_model()
@@ -118,20 +116,8 @@ class Trainer:
         self.start_epoch, self.num_updates = 0, 0
         self.best = {"metric": -math.inf, "epoch": -1}
         self.history: list[dict[str, Any]] = []
-        self._resume()
-        self.train_model = self._wrap_for_training(self.model)
 
     # ---- set-up -------------------------------------------------------------------------------------------
-    def _output_folder(self) -> Path:
-        cfg = self.cfg
-        if cfg.output:
-            return Path(cfg.output)
-        if cfg.resume == "auto" and (found := find_auto_resume(None, RUNS_ROOT, cfg.model)):
-            return found.parent
-        if cfg.resume and cfg.resume != "auto":
-            return Path(cfg.resume).parent
-        return RUNS_ROOT / f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
-
     def _build_model(self) -> nn.Module:
         cfg = self.cfg
         kwargs: dict[str, Any] = {"num_classes": self.num_classes, **self.model_kwargs()}
@@ -239,6 +225,8 @@ class Trainer:
         self.history = [row for row in self._read_history() if row["epoch"] < self.start_epoch]
         if self.dist.is_main:
             log.info(f"resumed {path}: epoch {self.start_epoch}, {self.num_updates} optimizer steps done.")
+            if cfg.pretrained:
+                log.info(f"--pretrained {cfg.pretrained} is not loaded: the run's checkpoint holds its weights.")
 
     def _read_history(self) -> list[dict[str, Any]]:
         path = self.output / "summary.csv"
@@ -246,14 +234,12 @@ class Trainer:
             if path.is_file() else []
 
     # ---- the loop -----------------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        if self.dist.is_main:
-            self.output.mkdir(parents=True, exist_ok=True)
-            remove_stale_temp_files(self.output)
-        with log_file(self.output / "log.txt" if self.dist.is_main else None):
-            return self._run_epochs()
-
-    def _run_epochs(self) -> dict[str, Any]:
+    def run(self, output: Path) -> dict[str, Any]:
+        """Train in ``output`` (a folder :func:`~mobilenext.engine.run_folder.open_run` claimed), continuing
+        its checkpoint when resuming."""
+        self.output = output
+        self._resume()
+        self.train_model = self._wrap_for_training(self.model)
         cfg, main = self.cfg, self.dist.is_main
         if main:
             write_args(self.output / "args.yaml", {**cfg.to_dict(), "lr": self.lr})
@@ -412,6 +398,8 @@ def train(cfg: TrainConfig, trainer: type[Trainer] = Trainer) -> dict[str, Any]:
     try:
         if not dist.is_main:
             logging.getLogger("mobilenext").setLevel(logging.WARNING)
-        return trainer(cfg, dist).run()
+        job = trainer(cfg, dist)  # data, model, optimiser: a user's mistake surfaces here, before a file is written
+        with open_run(cfg.output, cfg.resume, cfg.model, dist) as output:
+            return job.run(output)
     finally:
         cleanup()

@@ -17,7 +17,7 @@ import torch
 from timm.models import load_state_dict as timm_load_state_dict
 from torch import nn
 
-from .._io import atomic_path
+from .._io import atomic_path, check_output_file
 from ..errors import CheckpointError, ConfigError
 from .official import is_official_layout, official_to_ours
 
@@ -33,6 +33,7 @@ __all__ = [
     "matching_models",
     "read_training_record",
     "restore_model",
+    "use_training_record",
 ]
 
 
@@ -49,14 +50,14 @@ def read_state_dict(path: str | Path, use_ema: bool = True) -> dict[str, torch.T
         # The authors' checkpoints (saved by an early timm) keep the training args as an argparse.Namespace.
         with torch.serialization.safe_globals([argparse.Namespace]):
             state_dict = timm_load_state_dict(str(path), use_ema=use_ema)
-    except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower():
-            raise CheckpointError(
-                f"checkpoint {path} holds pickled Python objects besides tensors and is not loaded for safety "
-                "(weights_only=True); re-save its state_dict with torch.save or as safetensors."
-            ) from None
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({e}).") from None
     except Exception as e:  # torch.load and safetensors raise many types for damaged files
+        if refused_for_safety(e):  # torch's own message advises weights_only=False: never repeat that
+            raise CheckpointError(
+                f"checkpoint {path} holds pickled Python objects besides tensors and is not loaded for safety; "
+                "if you trust its source, re-save its state_dict with torch.save or as safetensors."
+            ) from None
+        if isinstance(e, pickle.UnpicklingError):
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt (UnpicklingError).") from None
         raise CheckpointError(
             f"checkpoint {path} cannot be read: it is truncated or not a PyTorch/safetensors file "
             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no details'})."
@@ -64,6 +65,13 @@ def read_state_dict(path: str | Path, use_ema: bool = True) -> dict[str, torch.T
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(f"checkpoint {path} does not contain a state_dict of tensors.")
     return state_dict
+
+
+def refused_for_safety(error: BaseException) -> bool:
+    """Whether ``torch.load(weights_only=True)`` refused a file for holding code-bearing pickles (torch raises
+    ``UnpicklingError`` or, since 2.6, a ``RuntimeError`` saying so), rather than failing on a damaged file."""
+    text = str(error).lower()
+    return "weights only" in text or "weights_only" in text
 
 
 def to_model_layout(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -181,12 +189,13 @@ def load_checkpoint(
     return model
 
 
-def save_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None):
+def save_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None,
+                     overwrite: bool = True):
     """Write ``state_dict`` as safetensors, atomically (a crash never leaves a half-written file)."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
 
@@ -201,19 +210,21 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) 
 
 
 def convert_checkpoint(
-    src: str | Path, dst: str | Path, model_name: str | None = None, layout: str = "timm", use_ema: bool = True
+    src: str | Path, dst: str | Path, model_name: str | None = None, layout: str = "timm", use_ema: bool = True,
+    overwrite: bool = True,
 ) -> str:
     """Convert a checkpoint (any accepted layout) to a safetensors file in our (``timm``) or the authors'
     (``official``) layout. The model is recognised from the tensor shapes unless ``model_name`` is given.
-    Returns the model name."""
+    Returns the model name. With ``overwrite=False`` an existing ``dst`` is an error, found before any work."""
     import timm
 
     from .official import ours_to_official
 
     if layout not in ("timm", "official"):
         raise CheckpointError(f"unknown layout {layout!r}; choose 'timm' (ours) or 'official' (the authors').")
-    if Path(dst).suffix != ".safetensors":
-        raise CheckpointError(f"output {dst} must end in .safetensors.")
+    check_output_file(dst, overwrite, ".safetensors")
+    if Path(src).resolve() == Path(dst).resolve():
+        raise CheckpointError(f"{dst} is the checkpoint being converted; write the conversion to another file.")
     state_dict = read_state_dict(src, use_ema=use_ema)
     if model_name is None:
         matches = matching_models(state_dict)
@@ -233,15 +244,16 @@ def convert_checkpoint(
     if layout == "official":
         state_dict = ours_to_official(state_dict, model)
     metadata = {"architecture": model_name, "layout": layout, "num_classes": str(model.num_classes)}
-    save_safetensors(state_dict, dst, metadata=metadata)
+    save_safetensors(state_dict, dst, metadata=metadata, overwrite=overwrite)
     return model_name
 
 
 def read_training_record(path: str | Path) -> dict[str, Any]:
     """The run settings stored beside the weights by ``mobilenext train`` ({} for a plain weights file).
 
-    Keys: ``has_ema``, and for training checkpoints ``args`` (the run's flags), ``data_config`` (input size,
-    crop, normalisation), ``metrics`` and ``model_kwargs`` (e.g. the genotype of a NAS network).
+    Keys: ``has_ema``; for training checkpoints ``args`` (the run's flags), ``data_config`` (input size, crop,
+    normalisation), ``classes`` (class names, in label order), ``metrics`` and ``model_kwargs`` (e.g. the
+    genotype of a NAS network); ``task`` for checkpoints of other tasks (``detection``, ``nas-search``).
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -252,8 +264,51 @@ def read_training_record(path: str | Path) -> dict[str, Any]:
     record: dict[str, Any] = {"has_ema": "state_dict_ema" in state}
     if isinstance(state.get("args"), dict):
         record.update(args=state["args"], data_config=state.get("data_config", {}), metrics=state.get("metrics", {}),
-                      model_kwargs=state.get("model_kwargs", {}))
+                      model_kwargs=state.get("model_kwargs", {}), classes=list(state.get("classes") or []))
+    task = state.get("task") or state.get("kind")  # detection checkpoints say task, search checkpoints kind
+    if isinstance(task, str):
+        record["task"] = task
     return record
+
+
+def _refuse_other_tasks(checkpoint: str | Path, record: dict[str, Any]) -> None:
+    task = record.get("task")
+    if task == "detection":
+        raise CheckpointError(f"{checkpoint} is a detector (`mobilenext detect train`), not a classifier; use "
+                              "`mobilenext detect eval|predict|export` with it.")
+    if task == "nas-search":
+        raise CheckpointError(f"{checkpoint} is a `nas search` supernet, not a network to run; train its genotype "
+                              f"with `mobilenext nas train --genotype {Path(checkpoint).parent / 'genotype.json'}` "
+                              "and use that run's checkpoint.")
+
+
+def _recognise_model(checkpoint: str | Path) -> str:
+    """The one registered model a plain weights file fits, from its tensor shapes."""
+    matches = matching_models(read_state_dict(checkpoint))
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ConfigError(f"{checkpoint} does not name its model and its tensors fit {', '.join(matches)} alike; "
+                          "pass --model.")
+    raise ConfigError(f"{checkpoint} does not name its model and fits none of ours by its tensor shapes; pass --model.")
+
+
+def use_training_record(model: nn.Module, record: dict[str, Any]) -> nn.Module:
+    """Make the input settings and class names a checkpoint was trained with the model's own, in timm's
+    ``pretrained_cfg``: every reader of it (``timm.data.resolve_model_data_config``, ``predict``, ``export``)
+    then prepares images exactly as the run's evaluation did and names classes as its dataset did."""
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    data = record.get("data_config") or {}
+    if data:
+        size = data["img_size"]
+        cfg.update(input_size=(3, size, size), crop_pct=data["crop_pct"], interpolation=data["interpolation"],
+                   mean=tuple(data["mean"]), std=tuple(data["std"]))
+        cfg.pop("test_input_size", None)  # the ImageNet test size of the model's cfg says nothing about this run
+    classes = record.get("classes") or []
+    if classes and len(classes) == getattr(model, "num_classes", None):
+        cfg["label_names"] = list(classes)
+    model.pretrained_cfg = model.default_cfg = cfg
+    return model
 
 
 def restore_model(
@@ -262,21 +317,24 @@ def restore_model(
     use_ema: bool = True,
     num_classes: int | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Build the model a checkpoint was trained as and load its weights; return it with its training record.
+    """Build the model a checkpoint was trained as, load its weights, and give it the run's input settings and
+    class names (:func:`use_training_record`); return it with its training record.
 
-    ``model`` is needed only for plain weight files, which do not name their model. The class count comes
-    from ``num_classes``, else the checkpoint's classifier. Without a checkpoint the model has random weights.
+    The model is the checkpoint's (a training checkpoint names it), else ``model``, else the one model whose
+    tensor shapes the file fits. The class count comes from ``num_classes``, else the checkpoint's classifier.
+    Without a checkpoint the model has random weights and its own (timm) input settings.
     """
     from .. import create_model  # the package root imports this module
 
     record = read_training_record(checkpoint) if checkpoint else {}
-    name = model or record.get("args", {}).get("model")
+    if checkpoint:
+        _refuse_other_tasks(checkpoint, record)
+    trained_as = record.get("args", {}).get("model")
+    name = model or trained_as or (_recognise_model(checkpoint) if checkpoint else None)
     if not name:
-        if checkpoint:
-            read_state_dict(checkpoint)  # a missing or damaged file gets its own sentence first
-        raise ConfigError("pass --model: the checkpoint is a plain weights file and does not name its model.")
+        raise ConfigError("pass --model or --checkpoint: there is no model to build.")
     record["model"] = name
-    kwargs = record.get("model_kwargs", {}) if not model or model == record.get("args", {}).get("model") else {}
+    kwargs = record.get("model_kwargs", {}) if name == trained_as else {}
     if not checkpoint:
         return create_model(name, **({"num_classes": num_classes} if num_classes else {})), record
     probe = create_model(name, **kwargs)
@@ -284,4 +342,6 @@ def restore_model(
     classes = num_classes or classifier_classes(state_dict, probe)
     net = create_model(name, **kwargs, **({"num_classes": classes} if classes else {}))
     load_checkpoint(net, state_dict)
+    if name == trained_as:
+        use_training_record(net, record)
     return net, record

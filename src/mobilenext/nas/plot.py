@@ -240,7 +240,7 @@ def _overlap(a: Any, b: Any) -> float:
     return max(w, 0.0) * max(h, 0.0)
 
 
-def plot_genotype(genotype: Genotype, output: str | Path, title: str | None = None) -> Path:
+def plot_genotype(genotype: Genotype, output: str | Path, title: str | None = None, overwrite: bool = True) -> Path:
     """Draw the normal and the reduction cell of ``genotype`` side by side into the PNG ``output``.
 
     Inputs ``c_{k-2}``, ``c_{k-1}`` sit on the left, intermediate nodes (numbered 0.. as in DARTS's figures)
@@ -284,7 +284,7 @@ def plot_genotype(genotype: Genotype, output: str | Path, title: str | None = No
         fig.suptitle(title, fontsize=12)
     try:
         _place_labels(fig, drawn)
-        return save_png(fig, output)
+        return save_png(fig, output, overwrite=overwrite)
     finally:
         plt.close(fig)  # save_png closes it too, but not when the write fails (e.g. a missing folder)
 

@@ -21,19 +21,21 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 from .._io import atomic_path
+from ..checks import Number
 from ..data.loader import ResumableSampler
 from ..engine.checkpoint import (
     LAST,
     find_auto_resume,
     load_training_checkpoint,
-    remove_stale_temp_files,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from ..engine.config import Settings, setting
+from ..engine.config import ANY_INT, COUNT, DEVICE, FRACTION, NONNEG, NONNEG_INT, POSITIVE, Settings, setting
+from ..engine.distributed import DistInfo
 from ..engine.progress import Progress
-from ..engine.records import log_file, write_args, write_summary
+from ..engine.records import write_args, write_summary
+from ..engine.run_folder import RUNS_ROOT, open_run
 from ..engine.train import TrainingDiverged, default_workers, seed_everything
 from ..errors import CheckpointError, ConfigError, MissingDependencyError
 from .data import cifar_transforms, open_cifar, split_for_search
@@ -45,7 +47,6 @@ __all__ = ["SearchConfig", "Searcher", "search"]
 
 log = logging.getLogger("mobilenext")
 
-RUNS_ROOT = Path("runs")
 RUN_PREFIX = "nas-search"
 SUMMARY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "arch_loss", "lr")
 _BOOL = {"action": argparse.BooleanOptionalAction}
@@ -62,27 +63,28 @@ class SearchConfig(Settings):
     unrolled: bool = setting(True, "second-order (unrolled) alpha gradient; --no-unrolled for first order", **_BOOL)
     hessian: str = setting("exact", "second order: Hessian-vector product by autograd (exact) or by DARTS's "
                            "central differences (less memory)", choices=HESSIAN_MODES)
-    epochs: int = setting(50, "search epochs", type=int)
-    batch_size: int = setting(64, "batch size (weights and alpha)", "-b", "--batch-size", type=int)
-    lr: float = setting(0.025, "weights: SGD learning rate, cosine-annealed", type=float)
-    min_lr: float = setting(0.001, "weights: final learning rate", type=float)
-    momentum: float = setting(0.9, "weights: SGD momentum", type=float)
-    weight_decay: float = setting(3e-4, "weights: weight decay", type=float)
-    grad_clip: float = setting(5.0, "weights: gradient norm clip", type=float)
-    arch_lr: float = setting(3e-4, "alpha: Adam learning rate", type=float)
-    arch_weight_decay: float = setting(1e-3, "alpha: weight decay", type=float)
-    init_channels: int = setting(16, "channels of the first cells", type=int)
-    layers: int = setting(8, "cells in the supernet", type=int)
-    nodes: int = setting(4, "intermediate nodes per cell", type=int)
-    train_portion: float = setting(0.5, "fraction of the training images that train the weights", type=float)
-    cutout: int = setting(0, "Cutout square side (0: off)", type=int)
+    epochs: int = setting(50, "search epochs", **COUNT)
+    batch_size: int = setting(64, "batch size (weights and alpha)", "-b", "--batch-size", **COUNT)
+    lr: float = setting(0.025, "weights: SGD learning rate, cosine-annealed", **POSITIVE)
+    min_lr: float = setting(0.001, "weights: final learning rate", **NONNEG)
+    momentum: float = setting(0.9, "weights: SGD momentum", **FRACTION)
+    weight_decay: float = setting(3e-4, "weights: weight decay", **NONNEG)
+    grad_clip: float = setting(5.0, "weights: gradient norm clip", **POSITIVE)
+    arch_lr: float = setting(3e-4, "alpha: Adam learning rate", **POSITIVE)
+    arch_weight_decay: float = setting(1e-3, "alpha: weight decay", **NONNEG)
+    init_channels: int = setting(16, "channels of the first cells", **COUNT)
+    layers: int = setting(8, "cells in the supernet", **COUNT)
+    nodes: int = setting(4, "intermediate nodes per cell", **COUNT)
+    train_portion: float = setting(0.5, "fraction of the training images that train the weights",
+                                   type=Number(float, 0, 1, True, True))
+    cutout: int = setting(0, "Cutout square side (0: off)", **NONNEG_INT)
     channels_last: bool = setting(True, "channels-last memory format", **_BOOL)
-    workers: int | None = setting(None, "data loader processes (default 4)", "-j", "--workers", type=int)
-    device: str | None = setting(None, "cuda or cpu (default: cuda when available)")
-    seed: int = setting(2, "random seed", type=int)
+    workers: int | None = setting(None, "data loader processes (default 4)", "-j", "--workers", **NONNEG_INT)
+    device: str | None = setting(None, "cuda or cpu (default: cuda when available)", **DEVICE)
+    seed: int = setting(2, "random seed", **ANY_INT)
     output: str | None = setting(None, "run folder (default: runs/nas-search-<time>)")
     resume: str | None = setting(None, "checkpoint to resume, or 'auto' for the run folder's last.pth")
-    log_interval: int = setting(50, "steps between progress reports when not on a terminal", type=int)
+    log_interval: int = setting(50, "steps between progress reports when not on a terminal", **COUNT)
 
 def _loader(dataset, indices: range, cfg: SearchConfig, seed: int, pin: bool) -> DataLoader:
     workers = default_workers() if cfg.workers is None else cfg.workers
@@ -98,7 +100,7 @@ class Searcher:
     """One search run; ``run()`` returns the final genotype and metrics."""
 
     def __init__(self, cfg: SearchConfig):
-        self.cfg = cfg
+        self.cfg, self.output = cfg, Path()
         self.ops = resolve_ops(cfg.ops)
         self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dataset = open_cifar(cfg.data, "train")
@@ -108,7 +110,6 @@ class Searcher:
         pin = self.device.type == "cuda"
         self.train_loader = _loader(dataset, weights_part, cfg, cfg.seed, pin)
         self.val_loader = _loader(dataset, alpha_part, cfg, cfg.seed + 1, pin)
-        self.output = self._output_folder()
         seed_everything(cfg.seed)
         self.model = SearchNetwork(cfg.init_channels, len(dataset.classes), cfg.layers, cfg.nodes, cfg.nodes,
                                    self.ops).to(self.device)
@@ -121,17 +122,6 @@ class Searcher:
                                    hessian=cfg.hessian)
         self.start_epoch = 0
         self.history: list[dict[str, Any]] = []
-        self._resume()
-
-    def _output_folder(self) -> Path:
-        cfg = self.cfg
-        if cfg.output:
-            return Path(cfg.output)
-        if cfg.resume == "auto" and (found := find_auto_resume(None, RUNS_ROOT, RUN_PREFIX)):
-            return found.parent
-        if cfg.resume and cfg.resume != "auto":
-            return Path(cfg.resume).parent
-        return RUNS_ROOT / f"{RUN_PREFIX}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     def _resume(self) -> None:
         cfg = self.cfg
@@ -156,24 +146,28 @@ class Searcher:
         log.info(f"resumed {path}: {self.start_epoch} of {cfg.epochs} epochs done.")
 
     # ---- the loop -----------------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        self.output.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(self.output)
-        with log_file(self.output / "log.txt"):
-            write_args(self.output / "args.yaml", self.cfg.to_dict())
-            log.info(self._describe())
-            for epoch in range(self.start_epoch, self.cfg.epochs):
-                seed_everything(self.cfg.seed + 1000 * epoch)
-                self.train_loader.sampler.set_epoch(epoch)
-                self.val_loader.sampler.set_epoch(epoch)
-                start = time.perf_counter()
-                train = self.search_one_epoch(epoch)
-                val = self.evaluate()
-                self.scheduler.step()
-                row = {"epoch": epoch, **train, **val, "epoch_time": round(time.perf_counter() - start, 2),
-                       "genotype": str(self.model.genotype())}
-                self._save(epoch, row)
-                log.info(self._epoch_line(row))
+    def run(self, output: Path | None = None) -> dict[str, Any]:
+        """Search in ``output`` (a folder claimed by ``open_run``; by default claimed here from the settings),
+        continuing its checkpoint when resuming."""
+        if output is None:
+            with open_run(self.cfg.output, self.cfg.resume, RUN_PREFIX, DistInfo(0, 0, 1, self.device)) as output:
+                return self.run(output)
+        self.output = output
+        self._resume()
+        write_args(self.output / "args.yaml", self.cfg.to_dict())
+        log.info(self._describe())
+        for epoch in range(self.start_epoch, self.cfg.epochs):
+            seed_everything(self.cfg.seed + 1000 * epoch)
+            self.train_loader.sampler.set_epoch(epoch)
+            self.val_loader.sampler.set_epoch(epoch)
+            start = time.perf_counter()
+            train = self.search_one_epoch(epoch)
+            val = self.evaluate()
+            self.scheduler.step()
+            row = {"epoch": epoch, **train, **val, "epoch_time": round(time.perf_counter() - start, 2),
+                   "genotype": str(self.model.genotype())}
+            self._save(epoch, row)
+            log.info(self._epoch_line(row))
         genotype = self.model.genotype()
         log.info(f"done: genotype {genotype}\n  in {self.output / 'genotype.json'}; evaluate it with "
                  f"`mobilenext nas train --genotype {self.output / 'genotype.json'} --data {self.cfg.data}`")
@@ -289,4 +283,5 @@ class Searcher:
 
 
 def search(cfg: SearchConfig) -> dict[str, Any]:
+    """Search as ``cfg`` says (one process)."""
     return Searcher(cfg).run()

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..engine.config import TrainConfig, setting
+from ..engine.config import COUNT, NONNEG, NONNEG_INT, TrainConfig, setting
 from ..engine.train import Trainer, _unwrap, train
 from ..errors import ConfigError
 from .data import cifar_transforms
@@ -30,11 +30,11 @@ DEFAULT_RECIPE = "darts_cifar10"  # what `mobilenext nas train` runs without --c
 class NasTrainConfig(TrainConfig):
     model: str = setting("darts_cifar", "network (darts_cifar: DARTS's CIFAR network built from --genotype)")
     genotype: str = setting("DARTS_V2", "built-in genotype (DARTS_V1, DARTS_V2), JSON file, or Genotype(...) text")
-    init_channels: int = setting(36, "channels of the first cells", type=int)
-    layers: int = setting(20, "cells", type=int)
+    init_channels: int = setting(36, "channels of the first cells", **COUNT)
+    layers: int = setting(20, "cells", **COUNT)
     auxiliary: bool = setting(True, "auxiliary classifier at 2/3 of the depth", action=argparse.BooleanOptionalAction)
-    auxiliary_weight: float = setting(0.4, "weight of the auxiliary loss", type=float)
-    cutout: int = setting(16, "Cutout square side (0: off)", type=int)
+    auxiliary_weight: float = setting(0.4, "weight of the auxiliary loss", **NONNEG)
+    cutout: int = setting(16, "Cutout square side (0: off)", **NONNEG_INT)
 
 
 class NasTrainer(Trainer):

@@ -1,0 +1,207 @@
+"""A run's output folder: whose it is, what it may overwrite, and what its ``log.txt`` says about it.
+
+The rules, for training, detection and search alike:
+
+- A new run gets a new folder. Without ``--output`` its name is ``runs/<prefix>-<date>-<time>``, created
+  exclusively (a second run started in the same second gets ``-2``), so two runs never share one.
+- A folder that holds anything (another run, a user's files) is used only to *continue* it: with ``--resume``.
+  Anything else is refused in one sentence before a file is touched.
+- While a run writes, it holds a lock on ``.lock`` in its folder; a second process that wants the same folder
+  is told which process has it. The operating system drops the lock when the process ends, however it ends,
+  so a killed run never leaves a stale lock behind.
+- ``log.txt`` records every start, every resume, and why the run stopped: finished, interrupted (Ctrl-C or
+  SIGTERM), or the error that ended it.
+
+Under DDP only rank 0 touches the folder; it shares the outcome (the path, or the error) with the other
+ranks so that every rank stops together instead of waiting for a peer that gave up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch.distributed as torch_dist
+
+from ..errors import ConfigError, MobileNeXtError
+from .checkpoint import LAST, find_auto_resume, remove_stale_temp_files
+from .distributed import DistInfo
+from .records import log_file
+
+try:  # POSIX; elsewhere runs are not locked
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+__all__ = ["RUNS_ROOT", "RunFolderError", "RunTerminated", "open_run"]
+
+log = logging.getLogger("mobilenext")
+
+RUNS_ROOT = Path("runs")
+LOCK_NAME = ".lock"
+
+
+class RunFolderError(ConfigError):
+    """The output folder cannot be used: it holds another run, it is a file, or another process writes it."""
+
+
+class RunTerminated(KeyboardInterrupt):
+    """SIGTERM arrived (a scheduler, ``kill``, torchrun stopping its workers): handled like Ctrl-C, so the
+    atomic writes clean up and the log says why the run stopped."""
+
+
+def _new_folder(runs_root: Path, prefix: str) -> Path:
+    """``runs_root/<prefix>-<date>-<time>``, created exclusively: a name taken in the same second gets ``-2``..."""
+    runs_root.mkdir(parents=True, exist_ok=True)
+    stem = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for attempt in range(1, 10_000):
+        path = runs_root / (stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RunFolderError(f"could not create a new run folder named {stem}-N in {runs_root}.")
+
+
+def _user_entries(folder: Path) -> list[str]:
+    """What a folder holds besides our lock and the temp files of an interrupted write."""
+    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME and not
+                  (p.name.startswith(".") and p.name.endswith(".tmp")))
+
+
+def _choose_folder(output: str | None, resume: str | None, prefix: str, runs_root: Path) -> tuple[Path, bool]:
+    """(folder, created here). Resuming without ``--output`` continues the checkpoint's own folder."""
+    if output:
+        return Path(output), False
+    if resume == "auto":
+        found = find_auto_resume(None, runs_root, prefix)
+        if found is not None:
+            return found.parent, False
+    elif resume:
+        return Path(resume).parent, False
+    return _new_folder(runs_root, prefix), True
+
+
+def _lock(folder: Path) -> int:
+    """Hold an exclusive lock on ``folder/.lock``; the file records the holder's process id for the message."""
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    if fcntl is None:  # pragma: no cover
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunFolderError(f"{folder} is in use by another run (process {holder}); wait for it to finish or "
+                             "choose another --output.") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def _refuse_if_used(folder: Path) -> None:
+    entries = _user_entries(folder) if folder.is_dir() else []
+    if entries:
+        what = "a run" if LAST in entries or "args.yaml" in entries else "files"
+        raise RunFolderError(
+            f"{folder} already holds {what} ({', '.join(entries[:4])}{', ...' if len(entries) > 4 else ''}); "
+            "continue it with --resume auto, or choose a new or empty --output."
+        )
+
+
+def _claim(output: str | None, resume: str | None, prefix: str, runs_root: Path) -> tuple[Path, int]:
+    folder, created = _choose_folder(output, resume, prefix, runs_root)
+    if folder.exists() and not folder.is_dir():
+        raise RunFolderError(f"--output {folder} is a file; give a folder for the run.")
+    new_run = not (created or resume)
+    if new_run:
+        _refuse_if_used(folder)  # before the lock file, so a refused folder is left exactly as it was
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = _lock(folder)
+    try:
+        if new_run:
+            _refuse_if_used(folder)  # again under the lock: another run may have started in between
+    except RunFolderError:
+        os.close(fd)
+        raise
+    remove_stale_temp_files(folder)
+    return folder, fd
+
+
+def _share(dist: DistInfo, value: str, failed: bool) -> tuple[str, bool]:
+    """Rank 0's folder (or error) to every rank."""
+    if not (dist.distributed and torch_dist.is_initialized()):
+        return value, failed
+    message = [(value, failed)]
+    torch_dist.broadcast_object_list(message, src=0, device=dist.device if dist.device.type == "cuda" else None)
+    return message[0]
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum, frame):
+        raise RunTerminated("terminated (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _stop_reason(error: BaseException) -> str:
+    if isinstance(error, RunTerminated):
+        return "stopped: terminated (SIGTERM); continue with --resume auto"
+    if isinstance(error, KeyboardInterrupt):
+        return "stopped: interrupted (Ctrl-C); continue with --resume auto"
+    if isinstance(error, MobileNeXtError):
+        return f"stopped: {error}"
+    return f"stopped by an error: {type(error).__name__}: {error}"
+
+
+def _to_file_only(handler: logging.Handler, message: str, level: int = logging.INFO) -> None:
+    handler.handle(log.makeRecord(log.name, level, __file__, 0, message, None, None))
+
+
+@contextlib.contextmanager
+def open_run(
+    output: str | None, resume: str | None, prefix: str, dist: DistInfo, runs_root: Path = RUNS_ROOT
+) -> Iterator[Path]:
+    """Claim the run's folder (see the module doc) for the block; yields its path on every rank."""
+    folder, fd, error = "", -1, ""
+    if dist.is_main:
+        try:
+            path, fd = _claim(output, resume, prefix, runs_root)
+            folder = str(path)
+        except MobileNeXtError as e:
+            error = str(e)
+    folder_or_error, failed = _share(dist, error or folder, bool(error))
+    if failed:
+        raise RunFolderError(folder_or_error)
+    path = Path(folder_or_error)
+    try:
+        with log_file(path / "log.txt" if dist.is_main else None) as handler, _sigterm_as_interrupt():
+            if handler is not None:
+                _to_file_only(handler, f"started in {path} by process {os.getpid()}"
+                              f"{' (resuming)' if resume else ''}")
+            try:
+                yield path
+            except BaseException as e:
+                if handler is not None:  # the console shows the error already; the log file keeps it
+                    _to_file_only(handler, _stop_reason(e), logging.ERROR)
+                raise
+    finally:
+        if fd >= 0:
+            os.close(fd)  # releases the lock
