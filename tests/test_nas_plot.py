@@ -55,7 +55,7 @@ def test_plot_genotype_writes_a_png(tmp_path):
     assert plot_genotype(DARTS_V2, output, title="DARTS_V2") == output
     pixels = _assert_drawing(output, min_size=(1000, 300))
     assert pixels.shape[1] > pixels.shape[0]  # two cells side by side
-    assert not list(tmp_path.glob(".*.tmp"))  # the atomic write cleaned up
+    assert not list(tmp_path.glob(".*.tmp*"))  # the atomic write cleaned up
 
 
 def test_different_genotypes_give_different_images(tmp_path):

@@ -56,7 +56,7 @@ def test_checkpoints_are_weights_only_and_complete(digits_run):
     assert state["epoch"] == 4 and state["num_updates"] == result["num_updates"]
     best = torch.load(run / "best.pth", weights_only=True)
     assert best["epoch"] - 1 == result["best"]["epoch"]
-    assert not list(run.glob(".*.tmp"))
+    assert not list(run.glob(".*.tmp*"))
 
 
 def test_validate_reproduces_the_logged_accuracy(digits_run):
@@ -193,7 +193,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
         # Same batches, augmentations and dropout masks: equal up to floating-point summation order.
         assert float(y["eval_prec1"]) == pytest.approx(float(x["eval_prec1"]), abs=0.6)  # 2 of 359 images
         assert float(y["train_loss"]) == pytest.approx(float(x["train_loss"]), rel=1e-3)
-    assert not list(run.glob(".*.tmp"))
+    assert not list(run.glob(".*.tmp*"))
 
 
 def test_two_process_ddp_on_cpu(tmp_path):

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from .errors import ConfigError, MobileNeXtError
 
-__all__ = ["OutputExistsError", "atomic_path", "check_output_file", "mirrored_outputs"]
+__all__ = ["OutputExistsError", "atomic_path", "check_output_file", "is_temp_file", "mirrored_outputs"]
+
+_TEMP_MARK = ".tmp"
 
 
 class OutputExistsError(MobileNeXtError, FileExistsError):
@@ -48,7 +50,9 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
         raise MobileNeXtError(f"cannot write {path}: it is a folder; give a file name.")
     if not overwrite and path.exists():
         raise OutputExistsError(_exists_message(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Hidden, marked, and with the real suffix: exporters that judge a file by its name (torch.export's .pt2)
+    # see the right one.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{_TEMP_MARK}{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -60,6 +64,11 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def is_temp_file(path: Path) -> bool:
+    """A temp file :func:`atomic_path` left behind when a kill interrupted the write (the real file is intact)."""
+    return path.name.startswith(".") and _TEMP_MARK in path.name
 
 
 def _rename_no_replace(tmp: Path, path: Path) -> None:

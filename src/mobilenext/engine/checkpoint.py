@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import atomic_path
+from .._io import atomic_path, is_temp_file
 from ..errors import CheckpointError
 from ..models.checkpoint import refused_for_safety
 
@@ -77,8 +77,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def remove_stale_temp_files(folder: Path) -> None:
     """Temp files of a write that a kill interrupted (the real files are intact: writes are atomic)."""
-    for tmp in folder.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+    for tmp in folder.glob(".*"):
+        if is_temp_file(tmp):
+            tmp.unlink(missing_ok=True)
 
 
 def find_auto_resume(output: Path | None, runs_root: Path, model: str) -> Path | None:

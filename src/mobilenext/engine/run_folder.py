@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch.distributed as torch_dist
 
+from .._io import is_temp_file
 from ..errors import ConfigError, MobileNeXtError
 from .checkpoint import LAST, find_auto_resume, remove_stale_temp_files
 from .distributed import DistInfo
@@ -72,8 +73,7 @@ def _new_folder(runs_root: Path, prefix: str) -> Path:
 
 def _user_entries(folder: Path) -> list[str]:
     """What a folder holds besides our lock and the temp files of an interrupted write."""
-    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME and not
-                  (p.name.startswith(".") and p.name.endswith(".tmp")))
+    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME and not is_temp_file(p))
 
 
 def _choose_folder(output: str | None, resume: str | None, prefix: str, runs_root: Path) -> tuple[Path, bool]:
