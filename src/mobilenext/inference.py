@@ -61,9 +61,10 @@ def describe_inputs(model: nn.Module, record: dict[str, Any] | None = None) -> s
     cfg = resolve_model_data_config(model)
     size = "x".join(map(str, cfg["input_size"][1:]))
     numbers = ", ".join  # short lists, printed plainly
+    pretrained_cfg = getattr(model, "pretrained_cfg", None) or {}
     origin = "the checkpoint's training run" if (record or {}).get("data_config") else \
-        f"{model.pretrained_cfg.get('architecture', 'the model')}'s pretrained_cfg"
-    names = getattr(model, "pretrained_cfg", {}).get("label_names")
+        f"{pretrained_cfg.get('architecture', 'the model')}'s pretrained_cfg"
+    names = pretrained_cfg.get("label_names")
     if names and len(names) == model.num_classes:
         classes = "its dataset's" if (record or {}).get("classes") else "the pretrained_cfg's"
     elif model.num_classes == 1000:
