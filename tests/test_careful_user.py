@@ -212,6 +212,9 @@ def test_export_convert_and_detect_export_keep_existing_files(tmp_path, detector
         assert target.read_bytes() == b"the user's file"
     code, _, err = _run_cli([*cases[1][1], str(cases[1][0]), "--overwrite"], capsys)
     assert code == 0 and cases[1][0].read_bytes() != b"the user's file"
+    # An ONNX graph is not written under another format's name.
+    code, _, err = _run_cli(["detect", "export", str(detector_checkpoint), "-o", str(tmp_path / "d.tflite")], capsys)
+    assert code == 2 and "d.tflite should end in .onnx" in err and not (tmp_path / "d.tflite").exists()
 
 
 def test_nas_search_into_an_existing_run_is_refused(tmp_path, capsys):
