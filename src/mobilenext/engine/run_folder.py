@@ -187,6 +187,8 @@ def open_run(
             folder = str(path)
         except MobileNeXtError as e:
             error = str(e)
+        except OSError as e:  # e.g. no permission: still shared, so the other ranks stop too instead of waiting
+            error = f"cannot use the run folder ({e.strerror}: {e.filename})."
     folder_or_error, failed = _share(dist, error or folder, bool(error))
     if failed:
         raise RunFolderError(folder_or_error)
