@@ -15,7 +15,6 @@ from mobilenext.deploy.benchmark import build_model
 from mobilenext.deploy.export import ExportError, export_checkpoint, export_model
 from mobilenext.deploy.runtimes import open_runner
 from mobilenext.deploy.samples import sample_images
-from mobilenext.engine import parse_train_args, train
 from mobilenext.errors import ConfigError, MissingDependencyError, MobileNeXtError
 
 SIZE = 64  # small inputs keep the exports quick; the graphs are the full networks
@@ -80,14 +79,10 @@ def test_authors_forward_exports_its_in_place_add_as_a_scatter(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def digits_checkpoint(tmp_path_factory):
-    """A briefly trained MobileNeXt-0.35 on the digits (about 95% top-1 in 20 s): int8 has to keep real
-    decisions, not random ones. The digits recipe with its warm-up; without it this small net stalls."""
-    run = tmp_path_factory.mktemp("int8") / "run"
-    args = ["--config", "digits", "--model", "mobilenext_035", "--img-size", "32", "--epochs", "12",
-            "--output", str(run)]
-    train(parse_train_args(args))
-    return run / "best.pth"
+def digits_checkpoint(digits_run):
+    """conftest's MobileNeXt-0.35 trained with the digits recipe (about 95% top-1): int8 has to keep real
+    decisions, not random ones."""
+    return digits_run[0] / "best.pth"
 
 
 def test_int8_tflite_agrees_with_float_on_most_labels(digits_checkpoint, tmp_path):
