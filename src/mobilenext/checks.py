@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["Number", "Choice", "device", "optimizer_names", "OPTIMIZER", "SCHEDULER", "INTERPOLATION"]
+__all__ = ["Number", "Choice", "device", "optimizer_names", "COUNT", "NONNEG_INT", "OPTIMIZER", "SCHEDULER",
+           "INTERPOLATION"]
 
 # timm's create_scheduler_v2 names and timm's transforms' interpolation names (str_to_interp_mode + "random").
 SCHEDULERS = ("cosine", "tanh", "step", "multistep", "plateau", "poly")
@@ -104,6 +105,8 @@ def _timm_optimizer_variant(name: str) -> bool:
     return name.startswith("lookahead_") and name.removeprefix("lookahead_") in optimizer_names()
 
 
+COUNT = Number(int, low=1)  # epochs, batch sizes, intervals, top-k: at least one
+NONNEG_INT = Number(int, low=0)  # workers, warm-up epochs, "0: all"
 OPTIMIZER = Choice(optimizer_names, "optimizer", accept=_timm_optimizer_variant)
 SCHEDULER = Choice(SCHEDULERS, "scheduler")
 INTERPOLATION = Choice(INTERPOLATIONS, "interpolation")

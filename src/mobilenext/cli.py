@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from ._io import check_output_file
-from .checks import INTERPOLATION, Number, device
+from .checks import COUNT, INTERPOLATION, NONNEG_INT, Number, device
 from .errors import MobileNeXtError
 from .tables import TABLE_FORMATS
 
@@ -308,8 +308,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-_COUNT = Number(int, low=1)
-_NONNEG_INT = Number(int, low=0)
 _OVERWRITE = "replace an existing output file (without it, an existing file is an error)"
 
 
@@ -334,10 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--checkpoint", help="weights (.pth of `mobilenext train`, .safetensors, the authors' .pth.tar)")
     p.add_argument("--model", help="model name (default: the checkpoint's, or the one its tensor shapes fit)")
-    p.add_argument("--num-classes", type=_COUNT, help="default: the checkpoint's")
+    p.add_argument("--num-classes", type=COUNT, help="default: the checkpoint's")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights are present")
-    p.add_argument("--topk", type=_COUNT, default=5)
-    p.add_argument("-b", "--batch-size", type=_COUNT, default=32)
+    p.add_argument("--topk", type=COUNT, default=5)
+    p.add_argument("-b", "--batch-size", type=COUNT, default=32)
     p.add_argument("--format", choices=("text", "json", "csv"), default="text",
                    help="json: one document; csv: image,rank,label,class,score rows (stdout holds only that)")
     p.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
@@ -368,13 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="timm dataset name (hfds/..., wds/...)")
     p.add_argument("--split", help="held-out split (default: val/ or validation/)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights are present")
-    p.add_argument("--img-size", type=_COUNT, help="test-time resolution (default: the training one)")
+    p.add_argument("--img-size", type=COUNT, help="test-time resolution (default: the training one)")
     p.add_argument("--crop-pct", type=Number(float, 0, 1, low_open=True),
                    help="centre-crop fraction (default: the training one)")
     p.add_argument("--interpolation", type=INTERPOLATION)
-    p.add_argument("--num-classes", type=_COUNT)
-    p.add_argument("-b", "--batch-size", type=_COUNT, default=64)
-    p.add_argument("-j", "--workers", type=_NONNEG_INT)
+    p.add_argument("--num-classes", type=COUNT)
+    p.add_argument("-b", "--batch-size", type=COUNT, default=64)
+    p.add_argument("-j", "--workers", type=NONNEG_INT)
     p.add_argument("--device", type=device)
     p.add_argument("--amp", action="store_true")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
@@ -392,12 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
     _overwrite(p)
     p.add_argument("--data", help="images for calibration and checks (default: the checkpoint's, else digits)")
     p.add_argument("--dataset", help="timm dataset name (hfds/..., wds/...)")
-    p.add_argument("--img-size", type=_COUNT,
+    p.add_argument("--img-size", type=COUNT,
                    help="input resolution (default: the checkpoint's, else the model's: 224 for ImageNet models)")
-    p.add_argument("--calibration-images", type=_COUNT, default=256, help="training images observed for int8")
-    p.add_argument("--verify-images", type=_NONNEG_INT, default=64, help="held-out images to check (0: all)")
-    p.add_argument("--num-classes", type=_COUNT)
-    p.add_argument("--threads", type=_COUNT, help="runtime threads for the check")
+    p.add_argument("--calibration-images", type=COUNT, default=256, help="training images observed for int8")
+    p.add_argument("--verify-images", type=NONNEG_INT, default=64, help="held-out images to check (0: all)")
+    p.add_argument("--num-classes", type=COUNT)
+    p.add_argument("--threads", type=COUNT, help="runtime threads for the check")
     p.set_defaults(func=_cmd_export)
 
     from .deploy.benchmark import DEFAULT_MODELS, DEFAULT_RUNTIMES, RUNTIMES
@@ -410,15 +408,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtimes", nargs="+", default=list(DEFAULT_RUNTIMES), choices=RUNTIMES, metavar="RUNTIME",
                    help=f"from {', '.join(RUNTIMES)} (default: all but tflite-int8)")
     p.add_argument("--baseline", default="mobilenetv2_100", help="model the ratios divide by")
-    p.add_argument("--img-size", type=_COUNT, default=224)
-    p.add_argument("--threads", type=_COUNT, default=1, help="threads of every runtime (1: the steadiest numbers)")
-    p.add_argument("--rounds", type=_COUNT, default=50, help="batch-1 calls per runner")
-    p.add_argument("-b", "--batch-size", type=_COUNT, default=32, help="batch of the throughput measurement")
-    p.add_argument("--batch-rounds", type=_COUNT, default=5, help="throughput calls per runner")
+    p.add_argument("--img-size", type=COUNT, default=224)
+    p.add_argument("--threads", type=COUNT, default=1, help="threads of every runtime (1: the steadiest numbers)")
+    p.add_argument("--rounds", type=COUNT, default=50, help="batch-1 calls per runner")
+    p.add_argument("-b", "--batch-size", type=COUNT, default=32, help="batch of the throughput measurement")
+    p.add_argument("--batch-rounds", type=COUNT, default=5, help="throughput calls per runner")
     p.add_argument("-o", "--output", help="folder for benchmark.csv, benchmark.md and benchmark.png")
     _overwrite(p)
     p.add_argument("--format", choices=TABLE_FORMATS, default="table")
-    p.add_argument("--profile", type=_COUNT, metavar="TOP", help="instead: onnxruntime kernel time by op, TOP ops")
+    p.add_argument("--profile", type=COUNT, metavar="TOP", help="instead: onnxruntime kernel time by op, TOP ops")
     p.set_defaults(func=_cmd_benchmark)
 
     p = sub.add_parser("detect", help="SSDLite object detection: train, eval, predict, export")
@@ -434,8 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", help="default: the dataset the checkpoint was trained on")
     q.add_argument("--dataset", choices=("auto", "voc", "coco"))
     q.add_argument("--test-set", help="VOC YEAR/SET or COCO split (default: the training run's)")
-    q.add_argument("-b", "--batch-size", type=_COUNT, default=16)
-    q.add_argument("-j", "--workers", type=_NONNEG_INT, default=4)
+    q.add_argument("-b", "--batch-size", type=COUNT, default=16)
+    q.add_argument("-j", "--workers", type=NONNEG_INT, default=4)
     q.add_argument("--device", type=device)
     q.add_argument("--json", action="store_true", help="print the metrics as JSON (stdout holds only that)")
     q.set_defaults(func=_cmd_detect_eval)
@@ -471,10 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_cmd_nas_train)
     q = nas.add_parser("show", help="draw a genotype's cells and count its evaluation network's parameters")
     q.add_argument("--genotype", default="DARTS_V2", help="DARTS_V1, DARTS_V2, a JSON file or Genotype(...) text")
-    q.add_argument("--channels", type=_COUNT, default=36, help="initial channels of the evaluation network [36]")
-    q.add_argument("--layers", type=_COUNT, default=20, help="cells of the evaluation network [20]")
+    q.add_argument("--channels", type=COUNT, default=36, help="initial channels of the evaluation network [36]")
+    q.add_argument("--layers", type=COUNT, default=20, help="cells of the evaluation network [20]")
     q.add_argument("--auxiliary", action="store_true", help="also count the network with its auxiliary head")
-    q.add_argument("--num-classes", type=_COUNT, default=10)
+    q.add_argument("--num-classes", type=COUNT, default=10)
     q.add_argument("-o", "--output", help="PNG of both cells (default: <genotype>.png here; '' to skip)")
     _overwrite(q)
     q.set_defaults(func=_cmd_nas_show)

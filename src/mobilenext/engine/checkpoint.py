@@ -6,7 +6,6 @@ and its ``state_dict`` / ``state_dict_ema`` entries load anywhere a timm checkpo
 
 from __future__ import annotations
 
-import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import torch
 
 from .._io import atomic_path, is_temp_file
 from ..errors import CheckpointError
-from ..models.checkpoint import refused_for_safety
+from ..models.checkpoint import safety_refusal
 
 __all__ = ["LAST", "BEST", "save_checkpoint", "load_training_checkpoint", "rng_state", "set_rng_state",
            "remove_stale_temp_files", "find_auto_resume"]
@@ -39,10 +38,8 @@ def load_training_checkpoint(path: str | Path, action: str = "resume") -> dict[s
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        if isinstance(e, pickle.UnpicklingError) or refused_for_safety(e):  # torch advises weights_only=False: not us
-            raise CheckpointError(f"cannot {action} from {path}: it holds Python objects besides tensors and plain "
-                                  "values, which are not loaded for safety; only files you trust could be re-saved "
-                                  "as plain tensors.") from None
+        if (refusal := safety_refusal(path, e)) is not None:
+            raise CheckpointError(f"cannot {action} from {path}: it {refusal}.") from None
         raise CheckpointError(f"cannot {action} from {path}: it is truncated or corrupt ({type(e).__name__}).") \
             from None
     if not isinstance(state, dict) or state.get("format") != _FORMAT:

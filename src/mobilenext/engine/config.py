@@ -48,8 +48,8 @@ def setting(default: Any, help: str, *flags: str, **kwargs: Any):
 
 # Value checks (``mobilenext.checks``): a flag or YAML key outside its range stops the command in one sentence.
 _BOOL = {"action": argparse.BooleanOptionalAction}
-COUNT = {"type": Number(int, low=1)}  # epochs, batch sizes, intervals: at least one
-NONNEG_INT = {"type": Number(int, low=0)}  # workers, warm-up epochs
+COUNT = {"type": checks.COUNT}
+NONNEG_INT = {"type": checks.NONNEG_INT}
 POSITIVE = {"type": Number(float, low=0, low_open=True)}  # learning rates, epsilons
 NONNEG = {"type": Number(float, low=0)}  # weight decay, augmentation strengths
 PROBABILITY = {"type": Number(float, 0, 1)}

@@ -51,11 +51,8 @@ def read_state_dict(path: str | Path, use_ema: bool = True) -> dict[str, torch.T
         with torch.serialization.safe_globals([argparse.Namespace]):
             state_dict = timm_load_state_dict(str(path), use_ema=use_ema)
     except Exception as e:  # torch.load and safetensors raise many types for damaged files
-        if refused_for_safety(e):  # torch's own message advises weights_only=False: never repeat that
-            raise CheckpointError(
-                f"checkpoint {path} holds pickled Python objects besides tensors and is not loaded for safety; "
-                "if you trust its source, re-save its state_dict with torch.save or as safetensors."
-            ) from None
+        if (refusal := safety_refusal(path, e)) is not None:
+            raise CheckpointError(f"checkpoint {path} {refusal}.") from None
         if isinstance(e, pickle.UnpicklingError):
             raise CheckpointError(f"checkpoint {path} is truncated or corrupt (UnpicklingError).") from None
         raise CheckpointError(
@@ -67,11 +64,23 @@ def read_state_dict(path: str | Path, use_ema: bool = True) -> dict[str, torch.T
     return state_dict
 
 
-def refused_for_safety(error: BaseException) -> bool:
-    """Whether ``torch.load(weights_only=True)`` refused a file for holding code-bearing pickles (torch raises
-    ``UnpicklingError`` or, since 2.6, a ``RuntimeError`` saying so), rather than failing on a damaged file."""
+def safety_refusal(path: str | Path, error: BaseException) -> str | None:
+    """What to say when ``torch.load(weights_only=True)`` refused ``path`` (torch raises ``UnpicklingError`` or,
+    since 2.6, a ``RuntimeError`` that advises ``weights_only=False``, advice never to repeat); ``None`` for
+    other failures. The weights-only unpickler refuses code-bearing pickles and plain garbage alike; the file's
+    first bytes tell them apart (torch's zip archives start ``PK``, pickles with a protocol byte 0x80)."""
     text = str(error).lower()
-    return "weights only" in text or "weights_only" in text
+    if "weights only" not in text and "weights_only" not in text:
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        head = b""
+    if head == b"PK" or head[:1] == b"\x80":
+        return ("holds pickled Python objects besides tensors and is not loaded for safety; if you trust its "
+                "source, re-save its state_dict with torch.save or as safetensors")
+    return "is not a PyTorch or safetensors file"
 
 
 def to_model_layout(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
