@@ -14,6 +14,7 @@ from conftest import random_official_state_dict
 from mobilenext import CheckpointError
 from mobilenext.cli import main
 from mobilenext.models import OfficialMobileNeXt, load_checkpoint, read_state_dict
+from mobilenext.models.checkpoint import read_training_record, restore_model
 
 
 def _official(width: float = 1.0, name: str = "mobilenext_100", alpha: float = 1.0) -> tuple[OfficialMobileNeXt, dict]:
@@ -167,3 +168,26 @@ def test_convert_into_missing_folder(tmp_path, capsys):
     torch.save(timm.create_model("mobilenext_035").state_dict(), src)
     assert main(["convert", str(src), str(tmp_path / "missing" / "w.safetensors")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tags", [
+    {"format": "mobilenext-train-1", "args": {"model": "mobilenext_035"}},  # format 1: the model in its args
+    {"format": "mobilenext-train-2", "task": "classification", "model": "mobilenext_035", "args": {}},
+])
+def test_training_records_of_both_formats_name_the_model(tmp_path, tags):
+    model = timm.create_model("mobilenext_035", num_classes=2)
+    path = tmp_path / "last.pth"
+    torch.save({**tags, "classes": ["ant", "bee"], "state_dict": model.state_dict()}, path)
+    assert read_training_record(path)["model"] == "mobilenext_035"
+    loaded = mobilenext.get_model("mobilenext_035", pretrained=path)  # the same path as restore_model
+    assert loaded.num_classes == 2 and loaded.pretrained_cfg["label_names"] == ["ant", "bee"]
+    torch.testing.assert_close(loaded.classifier.weight, model.classifier.weight)
+
+
+def test_search_checkpoints_are_refused_by_task_or_legacy_kind(tmp_path):
+    for key in ("kind", "task"):
+        path = tmp_path / f"{key}.pth"
+        torch.save({"format": "mobilenext-train-1", key: "nas-search", "args": {}}, path)
+        assert read_training_record(path)["task"] == "nas-search"
+        with pytest.raises(CheckpointError, match="supernet, not a network to run"):
+            restore_model(path, "mobilenext_035")

@@ -248,7 +248,7 @@ def test_detector_graph_plus_postprocess_reproduces_torchvision(tmp_path, capsys
     torch.testing.assert_close(got["scores"], expected["scores"])
 
 
-def test_resume_continues_with_the_same_batches_and_bad_images_are_counted(tmp_path):
+def test_resume_continues_with_the_same_batches_and_bad_images_are_counted(tmp_path, monkeypatch, capsys):
     from mobilenext.detection.engine import parse_detect_args, train_detector
 
     root = write_shapes_voc(tmp_path / "data", train_images=16, test_images=4)
@@ -258,9 +258,13 @@ def test_resume_continues_with_the_same_batches_and_bad_images_are_counted(tmp_p
             "--eval-interval", "2", "--lr-steps", "100"]
     straight = tmp_path / "straight"
     train_detector(parse_detect_args([*args, "--iterations", "6", "--output", str(straight)]))
-    resumed = tmp_path / "resumed"
-    train_detector(parse_detect_args([*args, "--iterations", "2", "--output", str(resumed)]))
-    train_detector(parse_detect_args([*args, "--iterations", "6", "--output", str(resumed), "--resume", "auto"]))
+    # --resume auto without --output continues the newest run of the model in runs/, not a new folder
+    monkeypatch.chdir(tmp_path)
+    train_detector(parse_detect_args([*args, "--iterations", "2"]))
+    (resumed,) = (tmp_path / "runs").iterdir()
+    assert main(["detect", "train", *args, "--iterations", "6", "--resume", "auto"]) == 0
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [resumed.name]
+    assert f"resumed runs/{resumed.name}/last.pth: iteration 2." in (resumed / "log.txt").read_text()
     a = torch.load(straight / "last.pth", weights_only=True)
     b = torch.load(resumed / "last.pth", weights_only=True)
     assert a["iteration"] == b["iteration"] == 6
@@ -268,6 +272,15 @@ def test_resume_continues_with_the_same_batches_and_bad_images_are_counted(tmp_p
         torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)
     with open(straight / "summary.csv", newline="") as f:
         assert sum(int(r["skipped_images"]) for r in csv.DictReader(f)) >= 1
+    capsys.readouterr()
+
+    # a resume that would load the weights into another network is one sentence naming the setting
+    shapes_args = [a if a != "96" else "128" for a in args]
+    changed = {"size": [*shapes_args], "classes": [*args, "--classes", "circle", "square"]}
+    for setting, changed_args in changed.items():
+        assert main(["detect", "train", *changed_args, "--iterations", "8", "--resume", "auto"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert f"was trained with another {setting}" in error and len(error.splitlines()) == 1, error
 
 
 def test_bad_detection_runs_are_one_clear_error(tmp_path, capsys):
@@ -278,12 +291,12 @@ def test_bad_detection_runs_are_one_clear_error(tmp_path, capsys):
     assert main(["detect", "eval", str(classification)]) == 2
     assert "classification checkpoint" in capsys.readouterr().err
     assert main(["detect", "eval", str(tmp_path / "missing.pth")]) == 2
-    assert "cannot load a detector: " in capsys.readouterr().err
+    assert "missing.pth does not exist" in capsys.readouterr().err
     truncated = tmp_path / "cut.pth"
     truncated.write_bytes(classification.read_bytes()[:40])
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
     assert main(["detect", "predict", str(tmp_path / "photo.png"), "--checkpoint", str(truncated)]) == 2
-    assert "it is truncated or corrupt" in capsys.readouterr().err
+    assert "cut.pth is truncated or corrupt" in capsys.readouterr().err
 
 
 def test_detector_export_into_a_missing_folder_leaves_nothing(shapes_run, tmp_path, capsys):

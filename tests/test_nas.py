@@ -13,6 +13,7 @@ import torch
 from helpers import make_cifar10
 from mobilenext.cli import main
 from mobilenext.engine.config import config_from_args
+from mobilenext.engine.runner import Runner
 from mobilenext.errors import ConfigError
 from mobilenext.models.sandglass import SandglassBlock
 from mobilenext.nas import (
@@ -28,7 +29,7 @@ from mobilenext.nas import (
     resolve_ops,
     save_genotype,
 )
-from mobilenext.nas.search import SearchConfig, Searcher
+from mobilenext.nas.search import SearchConfig, SearchTask
 from mobilenext.nas.train import NasTrainConfig
 
 # Two nodes per cell; every kind of operation with parameters appears once.
@@ -244,10 +245,11 @@ def test_virtual_steps_leave_the_model_untouched():
 # ---- search -------------------------------------------------------------------------------------------------
 def test_search_moves_alpha_and_lowers_the_validation_loss(cifar, tmp_path):
     cfg = SearchConfig(data=str(cifar), epochs=3, unrolled=False, output=str(tmp_path / "run"), **TINY_SEARCH)
-    searcher = Searcher(cfg)
+    runner = Runner(SearchTask, cfg)
+    searcher = runner.task
     start_alphas = [a.detach().clone() for a in searcher.model.arch_parameters()]
     start_val = searcher.evaluate()["val_loss"]
-    result = searcher.run()
+    result = runner.run()
 
     moved = max((a.detach() - s).abs().max().item() for a, s in zip(searcher.model.arch_parameters(), start_alphas))
     assert moved > 1e-3  # Adam at lr 3e-4 moves each entry by about 3e-4 per step; 18 steps
@@ -263,23 +265,23 @@ def test_search_moves_alpha_and_lowers_the_validation_loss(cifar, tmp_path):
 
 def test_interrupted_search_resumes_exactly(cifar, tmp_path):
     common = dict(data=str(cifar), unrolled=False, **TINY_SEARCH)
-    whole = Searcher(SearchConfig(epochs=2, output=str(tmp_path / "whole"), **common))
+    whole = Runner(SearchTask, SearchConfig(epochs=2, output=str(tmp_path / "whole"), **common))
     whole.run()
-    cut = Searcher(SearchConfig(epochs=2, output=str(tmp_path / "cut"), **common))
-    search_one_epoch = cut.search_one_epoch
+    cut = Runner(SearchTask, SearchConfig(epochs=2, output=str(tmp_path / "cut"), **common))
+    batches = cut.task.batches
 
-    def killed_in_epoch_1(epoch):
-        if epoch == 1:
+    def killed_in_epoch_1(index):
+        if index == 1:
             raise KeyboardInterrupt
-        return search_one_epoch(epoch)
+        return batches(index)
 
-    cut.search_one_epoch = killed_in_epoch_1
+    cut.task.batches = killed_in_epoch_1
     with pytest.raises(KeyboardInterrupt):
         cut.run()
-    resumed = Searcher(SearchConfig(epochs=2, output=str(tmp_path / "cut"), resume="auto", **common))
+    resumed = Runner(SearchTask, SearchConfig(epochs=2, output=str(tmp_path / "cut"), resume="auto", **common))
     resumed.run()
-    assert resumed.start_epoch == 1
-    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+    assert "1 of 2 epochs done" in (tmp_path / "cut" / "log.txt").read_text()
+    for a, b in zip(whole.task.model.state_dict().values(), resumed.task.model.state_dict().values()):
         assert torch.equal(a, b)
     for record in ("summary.csv", "genotypes.txt"):
         whole_rows = (tmp_path / "whole" / record).read_text().splitlines()
@@ -300,7 +302,7 @@ def test_search_cli_with_the_inverted_residual_space(cifar, tmp_path, capsys):
 def test_without_matplotlib_search_writes_all_but_pictures(cifar, tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if `pip install mobilenext` without [plot]
     out = tmp_path / "run"
-    Searcher(SearchConfig(data=str(cifar), epochs=1, unrolled=False, output=str(out), **TINY_SEARCH)).run()
+    Runner(SearchTask, SearchConfig(data=str(cifar), epochs=1, unrolled=False, output=str(out), **TINY_SEARCH)).run()
     assert load_genotype(out / "genotype.json") and not (out / "genotype.png").exists()
     assert "no cell pictures: matplotlib is not installed" in caplog.text
     assert main(["nas", "show", "-o", str(tmp_path / "cells.png")]) == 2
@@ -356,7 +358,7 @@ def test_nas_train_then_validate_reproduces_the_logged_accuracy(cifar, tmp_path,
     assert main(["nas", "train", "--data", str(cifar), "--genotype", "DARTS_V2", "--epochs", "3", "-b", "16",
                  "--init-channels", "4", "--layers", "5", "-j", "0", "--output", str(out), "--resume", "auto"]) == 2
     error = capsys.readouterr().err.strip()
-    assert "was trained with other model settings (another genotype)" in error and len(error.splitlines()) == 1
+    assert "was trained with another genotype" in error and len(error.splitlines()) == 1
 
 
 def test_nas_show_counts_and_draws(tmp_path, capsys):

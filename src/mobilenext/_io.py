@@ -17,7 +17,14 @@ from pathlib import Path
 
 from .errors import ConfigError, MobileNeXtError
 
-__all__ = ["OutputExistsError", "atomic_path", "check_output_file", "is_temp_file", "mirrored_outputs"]
+__all__ = [
+    "OutputExistsError",
+    "add_overwrite_flag",
+    "atomic_path",
+    "check_output_file",
+    "is_temp_file",
+    "mirrored_outputs",
+]
 
 _TEMP_MARK = ".tmp"
 
@@ -118,3 +125,9 @@ def mirrored_outputs(inputs: Sequence[Path], folder: Path, suffix: str) -> list[
     clashes = {s for s in stems if stems.count(s) > 1}
     return [folder / (rel.parent / f"{rel.name if stem in clashes else stem.name}{suffix}")
             for rel, stem in zip(relative, stems)]
+
+
+def add_overwrite_flag(parser) -> None:
+    """The one ``--overwrite`` flag of every command that writes a file the user names."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output file (without it, an existing file is an error)")

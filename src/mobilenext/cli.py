@@ -5,27 +5,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import importlib
 import io
 import json
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
-from typing import TextIO
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple, TextIO
 
-from ._io import check_output_file
+from ._io import add_overwrite_flag, check_output_file
 from .checks import COUNT, INTERPOLATION, NONNEG_INT, Number, device
-from .errors import MobileNeXtError
+from .errors import MobileNeXtError, RunTerminated
 from .tables import TABLE_FORMATS
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
     import timm
 
-    from . import list_models
     from .models import summarize_model
     from .models.baselines import BASELINE_FIGURES
+    from .models.factory import list_models
     from .models.mobilenext import AUTHORS_TOP1, PAPER_FIGURES
 
     names = list_models(args.filter or "")
@@ -84,13 +85,6 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     name = convert_checkpoint(args.src, args.dst, model_name=args.model, layout=args.to, use_ema=not args.no_ema,
                               overwrite=args.overwrite)
     print(f"wrote {args.dst} ({name}, {args.to} layout)", file=args.out)
-    return 0
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from .engine import config_from_args, train
-
-    train(config_from_args(args))
     return 0
 
 
@@ -163,131 +157,6 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_detect_train(args: argparse.Namespace) -> int:
-    from .detection.engine import DetectionConfig, train_detector
-    from .engine.config import config_from_args
-
-    given = {k: v for k, v in vars(args).items() if k != "detect_command"}
-    train_detector(config_from_args(given, schema=DetectionConfig))
-    return 0
-
-
-def _cmd_detect_eval(args: argparse.Namespace) -> int:
-    from .detection.engine import detection_loader, evaluate_detector, load_detector, open_detection_data
-    from .engine.distributed import init_distributed
-
-    dist = init_distributed(args.device)
-    model, record = load_detector(args.checkpoint, dist.device)
-    trained_on = record["args"]
-    data = open_detection_data(args.data or trained_on["data"], args.dataset or trained_on["dataset"], None,
-                               args.test_set or trained_on["test_set"], record["size"], classes=record["classes"])
-    if tuple(data.classes) != tuple(record["classes"]):
-        raise MobileNeXtError(f"the checkpoint's classes ({', '.join(record['classes'][:5])}, ...) are not "
-                              f"the dataset's ({', '.join(data.classes[:5])}, ...).")
-    loader = detection_loader(data.test, args.batch_size, args.workers, False, dist, 0)
-    metrics = evaluate_detector(model, loader, data.classes, data.kind, dist.device)
-    out = args.out
-    if args.json:
-        print(json.dumps({k: v for k, v in metrics.items() if k != "skipped_names"}, indent=2), file=out)
-        return 0
-    print(f"{record['model']} ({args.checkpoint}) on {data.description}:", file=out)
-    print("  " + "  ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items() if isinstance(v, float)), file=out)
-    for name, ap in metrics.get("ap50_per_class", {}).items():
-        print(f"    {name:>12}  AP50 {100 * ap:.2f}", file=out)
-    if metrics["skipped"]:
-        print(f"  skipped {metrics['skipped']} unreadable image(s): {'; '.join(metrics['skipped_names'][:5])}",
-              file=out)
-    return 0
-
-
-def _cmd_detect_predict(args: argparse.Namespace) -> int:
-    from .detection.engine import load_detector
-    from .detection.predict import detect_images, plan_outputs
-    from .inference import find_images
-
-    images = find_images(args.images)
-    if not images:
-        raise MobileNeXtError(f"no images found in {', '.join(args.images)}.")
-    outputs = plan_outputs(images, args.output, args.overwrite)  # before any work: inputs and files are safe
-    model, record = load_detector(args.checkpoint, args.device or "cpu")
-    failed = 0
-    for path, result in detect_images(model, images, record["classes"], args.score_thresh, outputs, args.overwrite):
-        if isinstance(result, Exception):
-            failed += 1
-            print(f"skipped: {result}", file=sys.stderr)
-            continue
-        print(f"{path}: {len(result['boxes'])} object(s)", file=args.out)
-        for box, label, score in zip(result["boxes"].tolist(), result["labels"].tolist(), result["scores"].tolist()):
-            print(f"  {score:6.2%}  {record['classes'][label - 1]:>12}  " + " ".join(f"{v:.0f}" for v in box),
-                  file=args.out)
-    print(f"drew the boxes into {args.output}/", file=args.out)
-    if failed == len(images):
-        raise MobileNeXtError("none of the images could be read.")
-    return 1 if failed else 0
-
-
-def _cmd_detect_export(args: argparse.Namespace) -> int:
-    from .detection.engine import load_detector
-    from .detection.export import export_detector_onnx
-
-    model, record = load_detector(args.checkpoint)
-    output = check_output_file(args.output or f"{record['model']}.onnx", args.overwrite, ".onnx")
-    diff = export_detector_onnx(model, output, record["size"], overwrite=args.overwrite)
-    print(f"wrote {output} (input Nx3x{record['size']}x{record['size']} in [0, 1]; outputs boxes [N, A, 4] in "
-          f"input pixels and scores [N, A, {len(record['classes']) + 1}], background first); onnxruntime vs "
-          f"PyTorch max |diff| {diff:.3g}. Score threshold and per-class NMS are the runtime's: see "
-          "mobilenext.detection.export.postprocess.", file=args.out)
-    return 0
-
-
-def _cmd_nas_search(args: argparse.Namespace) -> int:
-    from .engine.config import config_from_args
-    from .nas.search import SearchConfig, search
-
-    search(config_from_args({k: v for k, v in vars(args).items() if k != "nas_command"}, schema=SearchConfig))
-    return 0
-
-
-def _cmd_nas_train(args: argparse.Namespace) -> int:
-    from .engine.config import config_from_args
-    from .nas.train import DEFAULT_RECIPE, NasTrainConfig, train_network
-
-    given = {k: v for k, v in vars(args).items() if k != "nas_command"}
-    given.setdefault("config", DEFAULT_RECIPE)
-    train_network(config_from_args(given, schema=NasTrainConfig))
-    return 0
-
-
-def _cmd_nas_show(args: argparse.Namespace) -> int:
-    from .nas.genotypes import load_genotype
-    from .nas.network import network_summary
-
-    genotype = load_genotype(args.genotype)
-    output = None
-    if args.output != "":
-        output = check_output_file(args.output or f"{_genotype_stem(args.genotype)}.png", args.overwrite, ".png")
-    summary = network_summary(genotype, args.channels, args.layers, args.auxiliary, args.num_classes)
-    out = args.out
-    print(genotype, file=out)
-    for cell in ("normal", "reduce"):
-        print(f"  {cell:>6} cell: " + ", ".join(f"{n} x {op}" for op, n in summary[f"{cell}_ops"].items()), file=out)
-    print(f"evaluation network: {args.layers} cells, {args.channels} initial channels, {args.num_classes} classes: "
-          f"{summary['params']:,} params (DARTS's count: without the auxiliary head), {summary['madds'] / 1e6:.0f}M "
-          f"MAdds at 32x32" + (f"; {summary['params_with_auxiliary']:,} with it" if args.auxiliary else ""), file=out)
-    if output is not None:
-        from .nas.plot import plot_genotype
-
-        drawn = plot_genotype(genotype, output, title=_genotype_stem(args.genotype), overwrite=args.overwrite)
-        print(f"drew both cells into {drawn}", file=out)
-    return 0
-
-
-def _genotype_stem(spec: str) -> str:
-    from pathlib import Path
-
-    return "genotype" if spec.lstrip().startswith("Genotype(") else Path(spec).stem
-
-
 def _cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -308,27 +177,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-_OVERWRITE = "replace an existing output file (without it, an existing file is an error)"
-
-
-def _overwrite(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--overwrite", action="store_true", help=_OVERWRITE)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mobilenext", description="MobileNeXt models, training and deployment.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("models", help="table of the registered models: params, MAdds, the paper's figures")
+# ---- the commands' flags: each builder fills its command's parser and names the function that runs it ------
+def _models_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=TABLE_FORMATS, default="table")
     p.add_argument("--filter", help="wildcard on model names, e.g. 'mobilenext_1*'")
     p.add_argument("--baselines", action="store_true", help="add timm's MobileNetV2 models")
     p.set_defaults(func=_cmd_models)
 
-    p = sub.add_parser("predict", help="top-k classes of images or folders of images",
-                       description="Classify images with a checkpoint's model, its run's evaluation transform "
-                       "(input size, crop, normalisation) and its dataset's class names; a plain weights file "
-                       "uses the model's timm pretrained_cfg and ImageNet names for 1000 classes.")
+
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Classify images with a checkpoint's model, its run's evaluation transform (input size, crop, "
+                     "normalisation) and its dataset's class names; a plain weights file uses the model's timm "
+                     "pretrained_cfg and ImageNet names for 1000 classes.")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--checkpoint", help="weights (.pth of `mobilenext train`, .safetensors, the authors' .pth.tar)")
     p.add_argument("--model", help="model name (default: the checkpoint's, or the one its tensor shapes fit)")
@@ -341,25 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("convert", help="convert a checkpoint (e.g. the authors' .pth.tar) to safetensors")
+
+def _convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src")
     p.add_argument("dst", help="output .safetensors file")
     p.add_argument("--model", help="model name (default: recognised from the tensor shapes)")
     p.add_argument("--to", choices=("timm", "official"), default="timm", help="key layout to write")
     p.add_argument("--no-ema", action="store_true", help="take state_dict even if state_dict_ema is present")
-    _overwrite(p)
+    add_overwrite_flag(p)
     p.set_defaults(func=_cmd_convert)
 
-    from .data.reference import REFERENCE_RUNS
-    from .engine.config import add_config_arguments
 
-    p = sub.add_parser("train", help="train or fine-tune (no arguments: MobileNeXt on the embedded digits)",
-                       description="Train a model. Settings: defaults < dataset defaults < --config < flags. "
-                       "Under `torchrun --nproc_per_node=N -m mobilenext train ...` it runs DDP.")
-    add_config_arguments(p)
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser("validate", help="top-1/top-5/loss/speed of a checkpoint on a dataset")
+def _validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", nargs="?", help="training checkpoint (remembers model and data) or weights file")
     p.add_argument("--model", help="default: the checkpoint's")
     p.add_argument("--data", help="default: the checkpoint's dataset (the embedded digits if none)")
@@ -379,15 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the results as JSON (stdout holds only that)")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("export", help="ONNX / TFLite (float or int8) / torch.export file, checked in its runtime",
-                       description="Export a model with BatchNorm folded, then run the file in its own runtime "
-                       "(onnxruntime, LiteRT, torch.export) on real images and compare with PyTorch.")
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Export a model with BatchNorm folded, then run the file in its own runtime (onnxruntime, "
+                     "LiteRT, torch.export) on real images and compare with PyTorch.")
     p.add_argument("--model", help="model name (default: the checkpoint's)")
     p.add_argument("--checkpoint", help="training checkpoint or weights file (default: random weights)")
     p.add_argument("--format", choices=("onnx", "tflite", "pt2"), default="onnx")
     p.add_argument("--int8", action="store_true", help="8-bit post-training quantization (TFLite; PT2E)")
     p.add_argument("-o", "--output", help="output file (default: MODEL[_int8].onnx|.tflite|.pt2 here)")
-    _overwrite(p)
+    add_overwrite_flag(p)
     p.add_argument("--data", help="images for calibration and checks (default: the checkpoint's, else digits)")
     p.add_argument("--dataset", help="timm dataset name (hfds/..., wds/...)")
     p.add_argument("--img-size", type=COUNT,
@@ -398,12 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=COUNT, help="runtime threads for the check")
     p.set_defaults(func=_cmd_export)
 
+
+def _benchmark_arguments(p: argparse.ArgumentParser) -> None:
     from .deploy.benchmark import DEFAULT_MODELS, DEFAULT_RUNTIMES, RUNTIMES
 
-    p = sub.add_parser("benchmark", help="latency, throughput and memory against MobileNetV2 on several runtimes",
-                       description="Build each model on each runtime (exports are checked), then time all of them "
-                       "interleaved in one process. Model names: registered ones, or authors:mobilenext_100[_half_id] "
-                       "for the authors' forward.")
+    p.description = ("Build each model on each runtime (exports are checked), then time all of them interleaved in "
+                     "one process. Model names: registered ones, or authors:mobilenext_100[_half_id] for the "
+                     "authors' forward.")
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="MODEL")
     p.add_argument("--runtimes", nargs="+", default=list(DEFAULT_RUNTIMES), choices=RUNTIMES, metavar="RUNTIME",
                    help=f"from {', '.join(RUNTIMES)} (default: all but tflite-int8)")
@@ -414,78 +269,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-b", "--batch-size", type=COUNT, default=32, help="batch of the throughput measurement")
     p.add_argument("--batch-rounds", type=COUNT, default=5, help="throughput calls per runner")
     p.add_argument("-o", "--output", help="folder for benchmark.csv, benchmark.md and benchmark.png")
-    _overwrite(p)
+    add_overwrite_flag(p)
     p.add_argument("--format", choices=TABLE_FORMATS, default="table")
     p.add_argument("--profile", type=COUNT, metavar="TOP", help="instead: onnxruntime kernel time by op, TOP ops")
     p.set_defaults(func=_cmd_benchmark)
 
-    p = sub.add_parser("detect", help="SSDLite object detection: train, eval, predict, export")
-    detect = p.add_subparsers(dest="detect_command", required=True, metavar="DETECT_COMMAND")
-    from .detection.engine import DetectionConfig
 
-    q = detect.add_parser("train", help="train an SSDLite detector on Pascal VOC or COCO",
-                          description="Settings: defaults < --config < flags. Under `torchrun` it runs DDP.")
-    add_config_arguments(q, DetectionConfig)
-    q.set_defaults(func=_cmd_detect_train)
-    q = detect.add_parser("eval", help="VOC mAP@0.5 (area and 11-point) or COCO AP of a detection checkpoint")
-    q.add_argument("checkpoint")
-    q.add_argument("--data", help="default: the dataset the checkpoint was trained on")
-    q.add_argument("--dataset", choices=("auto", "voc", "coco"))
-    q.add_argument("--test-set", help="VOC YEAR/SET or COCO split (default: the training run's)")
-    q.add_argument("-b", "--batch-size", type=COUNT, default=16)
-    q.add_argument("-j", "--workers", type=NONNEG_INT, default=4)
-    q.add_argument("--device", type=device)
-    q.add_argument("--json", action="store_true", help="print the metrics as JSON (stdout holds only that)")
-    q.set_defaults(func=_cmd_detect_eval)
-    q = detect.add_parser("predict", help="detect objects in images and draw them onto PNGs")
-    q.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
-    q.add_argument("--checkpoint", required=True, help="a `mobilenext detect train` checkpoint")
-    q.add_argument("-o", "--output", default="detections",
-                   help="folder for the PNGs [detections]; names mirror the inputs' paths where they clash")
-    _overwrite(q)
-    q.add_argument("--score-thresh", type=Number(float, 0, 1), default=0.3)
-    q.add_argument("--device", type=device)
-    q.set_defaults(func=_cmd_detect_predict)
-    q = detect.add_parser("export", help="the detector to ONNX (network + box decoding; NMS left to the runtime)")
-    q.add_argument("checkpoint")
-    q.add_argument("-o", "--output", help="default: <model>.onnx")
-    _overwrite(q)
-    q.set_defaults(func=_cmd_detect_export)
+def _plot_arguments(p: argparse.ArgumentParser) -> None:
+    from .data.reference import REFERENCE_RUNS
 
-    p = sub.add_parser("nas", help="DARTS architecture search with the sandglass op: search, train, show")
-    nas = p.add_subparsers(dest="nas_command", required=True, metavar="NAS_COMMAND")
-    from .nas.search import SearchConfig
-    from .nas.train import DEFAULT_RECIPE, NasTrainConfig
-
-    q = nas.add_parser("search", help="DARTS search on CIFAR (first or second order); writes genotype.json/.png",
-                       description="Settings: DARTS's search recipe < --config < flags. --ops picks the space: "
-                       "darts, darts+sg (the default: with the sandglass block), darts+ir, or operation names.")
-    add_config_arguments(q, SearchConfig)
-    q.set_defaults(func=_cmd_nas_search)
-    q = nas.add_parser("train", help="train the evaluation network of a genotype on CIFAR (DARTS's recipe)",
-                       description=f"Settings: defaults < --config (default {DEFAULT_RECIPE}: 600 epochs, SGD 0.025 "
-                       "cosine, batch 96) < flags. Under `torchrun` it runs DDP. Evaluate with `mobilenext validate`.")
-    add_config_arguments(q, NasTrainConfig)
-    q.set_defaults(func=_cmd_nas_train)
-    q = nas.add_parser("show", help="draw a genotype's cells and count its evaluation network's parameters")
-    q.add_argument("--genotype", default="DARTS_V2", help="DARTS_V1, DARTS_V2, a JSON file or Genotype(...) text")
-    q.add_argument("--channels", type=COUNT, default=36, help="initial channels of the evaluation network [36]")
-    q.add_argument("--layers", type=COUNT, default=20, help="cells of the evaluation network [20]")
-    q.add_argument("--auxiliary", action="store_true", help="also count the network with its auxiliary head")
-    q.add_argument("--num-classes", type=COUNT, default=10)
-    q.add_argument("-o", "--output", help="PNG of both cells (default: <genotype>.png here; '' to skip)")
-    _overwrite(q)
-    q.set_defaults(func=_cmd_nas_show)
-
-    p = sub.add_parser("plot", help="loss and accuracy curves of runs to PNG, optionally beside the authors'")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or their summary.csv): training, "
                    "detection or NAS search runs, one kind per plot")
     p.add_argument("--reference", choices=list(REFERENCE_RUNS), help="add one of the authors' ImageNet curves")
     p.add_argument("-o", "--output", help="PNG path (default: RUN_DIR/curves.png)")
-    _overwrite(p)
+    add_overwrite_flag(p)
     p.set_defaults(func=_cmd_plot)
-    return parser
 
+
+class _Command(NamedTuple):
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None] | str  # a builder, or the module of a task's CLI
+    description: str | None = None
+
+
+# The training tasks own their command lines (``add_arguments`` / ``run`` in the named module); a module is
+# imported only when its command is the one that runs, so `mobilenext models` never imports the engine.
+COMMANDS = {
+    "models": _Command("table of the registered models: params, MAdds, the paper's figures", _models_arguments),
+    "predict": _Command("top-k classes of images or folders of images", _predict_arguments),
+    "convert": _Command("convert a checkpoint (e.g. the authors' .pth.tar) to safetensors", _convert_arguments),
+    "train": _Command("train or fine-tune (no arguments: MobileNeXt on the embedded digits)", "mobilenext.engine.train",
+                      "Train a model. Settings: timm's train.py defaults < dataset defaults < --config < flags. "
+                      "Under `torchrun --nproc_per_node=N -m mobilenext train ...` it runs DDP."),
+    "validate": _Command("top-1/top-5/loss/speed of a checkpoint on a dataset", _validate_arguments),
+    "export": _Command("ONNX / TFLite (float or int8) / torch.export file, checked in its runtime", _export_arguments),
+    "benchmark": _Command("latency, throughput and memory against MobileNetV2 on several runtimes",
+                          _benchmark_arguments),
+    "detect": _Command("SSDLite object detection: train, eval, predict, export", "mobilenext.detection.commands"),
+    "nas": _Command("DARTS architecture search with the sandglass op: search, train, show", "mobilenext.nas.commands"),
+    "plot": _Command("loss and accuracy curves of runs to PNG, optionally beside the authors'", _plot_arguments),
+}
+
+
+def _add_arguments(parser: argparse.ArgumentParser, command: _Command) -> None:
+    if callable(command.arguments):
+        command.arguments(parser)
+        return
+    module = importlib.import_module(command.arguments)
+    module.add_arguments(parser)
+    parser.set_defaults(func=module.run)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``mobilenext`` parser; with ``command``, only that command's flags are built (and its module imported)."""
+    parser = _Parser(prog="mobilenext", description="MobileNeXt models, training and deployment.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, spec in COMMANDS.items():
+        p = sub.add_parser(name, help=spec.help, description=spec.description)
+        if command is None or name == command:
+            _add_arguments(p, spec)
+    return parser
 
 class _StdoutHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stdout`` is at the time of the record, not at the time of the handler:
@@ -539,11 +382,10 @@ def _stdout_for_results_only() -> Iterator[TextIO]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
     _setup_logging()
-    # RunTerminated (SIGTERM during a run) is a KeyboardInterrupt: the same clean stop, a different exit code.
-    from .engine.run_folder import RunTerminated
-
     routed = _stdout_for_results_only() if _machine_readable(args) else contextlib.nullcontext(sys.stdout)
     try:
         with warnings.catch_warnings(), routed as args.out:
@@ -552,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MobileNeXtError as e:
         print(f"mobilenext {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except RunTerminated:
+    except RunTerminated:  # SIGTERM during a run: a KeyboardInterrupt, the same clean stop, another exit code
         print(f"mobilenext {args.command}: terminated", file=sys.stderr)
         return 143
     except KeyboardInterrupt:

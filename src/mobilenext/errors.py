@@ -15,6 +15,8 @@ __all__ = [
     "CheckpointError",
     "ImageError",
     "MissingDependencyError",
+    "RunTerminated",
+    "TrainingDiverged",
     "require",
 ]
 
@@ -41,6 +43,15 @@ class ImageError(MobileNeXtError, ValueError):
 
 class MissingDependencyError(MobileNeXtError, ImportError):
     """An optional package (an extra such as ``[onnx]`` or ``[tflite]``) that is not installed."""
+
+
+class TrainingDiverged(MobileNeXtError, RuntimeError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunTerminated(KeyboardInterrupt):
+    """SIGTERM arrived during a run (a scheduler, ``kill``, torchrun stopping its workers): handled like Ctrl-C,
+    so the atomic writes clean up and the run's log says why it stopped."""
 
 
 def require(module: str, extra: str) -> ModuleType:

@@ -15,6 +15,8 @@ from torch import nn
 
 from .data.images import read_image
 from .errors import ConfigError, ImageError, MobileNeXtError
+from .models.checkpoint import restore_model
+from .models.factory import get_model
 
 __all__ = ["inference_model", "predict", "load_image", "find_images", "class_names", "describe_inputs",
            "IMAGE_EXTENSIONS"]
@@ -82,13 +84,9 @@ def _as_model(model_or_name: nn.Module | str | Path, **kwargs: Any) -> nn.Module
     if isinstance(model_or_name, nn.Module):
         return model_or_name
     if Path(model_or_name).is_file():
-        from .models.checkpoint import restore_model
-
         model, record = restore_model(model_or_name, kwargs.pop("model", None), **kwargs)
         log.info(f"{record['model']} from {model_or_name}: {describe_inputs(model, record)}")
         return model
-    from . import get_model
-
     return get_model(str(model_or_name), **kwargs)
 
 

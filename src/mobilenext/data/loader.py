@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,19 @@ from torch import nn
 
 from .datasets import TolerantDataset, collate_tolerant
 
-__all__ = ["ResumableSampler", "ShardSampler", "create_loader", "resolve_transform_config", "create_transforms"]
+__all__ = [
+    "ResumableSampler",
+    "ShardSampler",
+    "create_loader",
+    "create_transforms",
+    "default_workers",
+    "resolve_transform_config",
+]
+
+def default_workers() -> int:
+    """Four loader processes per rank, fewer on a machine with fewer cores (more would only contend)."""
+    return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
 
 _TRANSFORM_KEYS = ("img_size", "crop_pct", "interpolation", "mean", "std")
 

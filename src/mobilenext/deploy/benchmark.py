@@ -30,6 +30,7 @@ from tqdm import tqdm
 from .._io import atomic_path, check_output_file
 from .._plot import pyplot, save_png
 from ..errors import ConfigError, UnknownModelError
+from ..models.factory import create_model
 from ..tables import format_table
 from .export import export_model
 from .runtimes import OnnxRunner, Runner, TorchRunner, open_runner
@@ -46,7 +47,6 @@ AUTHORS = "authors:"  # prefix: the authors' forward (in-place slice add), e.g. 
 
 def build_model(spec: str) -> nn.Module:
     """A registered model name, or ``authors:mobilenext_WWW[_half_id]`` for the authors' module and forward."""
-    from .. import create_model
     from ..models.official import OfficialMobileNeXt
 
     if spec.startswith(AUTHORS):

@@ -1,56 +1,43 @@
 """Training, evaluation and prediction of the SSDLite detectors: ``mobilenext detect train|eval|predict``.
 
-The loop counts iterations, not epochs, as the SSD recipes do (VOC: 240k iterations of batch 24, lr x0.1
-at 160k and 200k). It reuses the classification engine's parts: settings dataclass = CLI flags = YAML
-keys, atomic checkpoints with RNG state for exact resume, progress reports, DDP through ``torchrun``.
-Evaluation runs on rank 0 (the VOC 2007 test set is 4,952 images) while the other ranks wait.
+Training counts iterations, not epochs, as the SSD recipes do (VOC: 240k iterations of batch 24, lr x0.1
+at 160k and 200k). :class:`DetectionTask` is a task of the shared engine (:mod:`mobilenext.engine.runner`),
+which runs the loop, checkpoints, resume and DDP; a round is ``eval_interval`` iterations. Evaluation runs
+on rank 0 (the VOC 2007 test set is 4,952 images) while the other ranks wait.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from timm.optim import create_optimizer_v2
 from torch import nn
 from torch.utils.data import DataLoader, SequentialSampler
 
 from ..checks import Number
 from ..data.datasets import TolerantDataset
-from ..data.loader import ResumableSampler
-from ..engine.checkpoint import (
-    BEST,
-    LAST,
-    find_auto_resume,
-    load_training_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from ..data.loader import ResumableSampler, default_workers
 from ..engine.config import (
-    ANY_INT,
     COUNT,
-    DEVICE,
     FRACTION,
     NONNEG,
     NONNEG_INT,
     OPTIMIZER,
     POSITIVE,
-    Settings,
+    DataParallelSettings,
     add_config_arguments,
     config_from_args,
     setting,
 )
-from ..engine.distributed import DistInfo, barrier, cleanup, init_distributed
+from ..engine.distributed import DistInfo
 from ..engine.progress import Progress
-from ..engine.records import write_args, write_summary
-from ..engine.run_folder import RUNS_ROOT, open_run
-from ..engine.train import seed_everything
-from ..errors import CheckpointError, ConfigError, MobileNeXtError
+from ..engine.runner import Runner, Step, Task, run_task
+from ..errors import ConfigError
 from .data import COCODetection, VOCDetection, collate_detection, detection_transforms
 from .metrics import DetectionEvaluator
 from .model import create_detector
@@ -58,9 +45,9 @@ from .model import create_detector
 __all__ = [
     "DetectionConfig",
     "DetectionData",
+    "DetectionTask",
     "detection_loader",
     "evaluate_detector",
-    "load_detector",
     "open_detection_data",
     "parse_detect_args",
     "train_detector",
@@ -72,7 +59,7 @@ SUMMARY_COLUMNS = ("iteration", "train_loss", "bbox_loss", "cls_loss", "lr")
 
 
 @dataclass
-class DetectionConfig(Settings):
+class DetectionConfig(DataParallelSettings):
     model: str = setting(
         "ssdlite320_mobilenext_100",
         "detector: ssdlite320_mobilenext_100, ssdlite320_mobilenetv2_100, or ssdlite_<backbone> with --size",
@@ -105,14 +92,6 @@ class DetectionConfig(Settings):
     augment: bool = setting(True, "SSD augmentation: photometric distortion, zoom-out, min-IoU crop, flip "
                             "(--no-augment: flip only, for quick runs)", action=argparse.BooleanOptionalAction)
     eval_interval: int = setting(10_000, "iterations between evaluations and checkpoints", **COUNT)
-    amp: bool = setting(False, "mixed precision on GPU", action=argparse.BooleanOptionalAction)
-    sync_bn: bool = setting(False, "synchronise BatchNorm across GPUs (DDP)", action=argparse.BooleanOptionalAction)
-    workers: int = setting(4, "data loader processes per rank", "-j", "--workers", **NONNEG_INT)
-    device: str | None = setting(None, "cuda or cpu (default: cuda when available)", **DEVICE)
-    seed: int = setting(42, "random seed", **ANY_INT)
-    output: str | None = setting(None, "run folder (default: runs/<model>-<time>)")
-    resume: str | None = setting(None, "checkpoint to resume, or 'auto' for the run folder's last.pth")
-    log_interval: int = setting(50, "iterations between progress lines when not on a terminal", **COUNT)
 
 def parse_detect_args(argv: list[str]) -> DetectionConfig:
     """Parse a ``mobilenext detect train`` command line (for scripts and tests)."""
@@ -285,20 +264,6 @@ def _headline(metrics: dict[str, Any]) -> str:
     return "  ".join(f"{k} {100 * metrics[k]:.2f}" for k in keys if k in metrics)
 
 
-# --- checkpoints -----------------------------------------------------------------------------------------
-def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The detector a ``mobilenext detect train`` checkpoint holds, in eval mode, with its training record."""
-    record = load_training_checkpoint(checkpoint, action="load a detector")
-    if record.get("task") != "detection":
-        raise CheckpointError(
-            f"{checkpoint} is a classification checkpoint; detect commands need one written by "
-            "`mobilenext detect train`."
-        )
-    model = create_detector(record["model"], num_classes=len(record["classes"]) + 1, size=record["size"])
-    model.load_state_dict(record["state_dict"])
-    return model.to(device).eval(), record
-
-
 # --- training --------------------------------------------------------------------------------------------
 def lr_factor(iteration: int, warmup: int, steps: tuple[int, ...], gamma: float) -> float:
     """Linear warm-up from 1/100 over ``warmup`` iterations, then multiply by ``gamma`` at each of ``steps``."""
@@ -308,12 +273,22 @@ def lr_factor(iteration: int, warmup: int, steps: tuple[int, ...], gamma: float)
     return decay
 
 
-class DetectionTrainer:
-    def __init__(self, cfg: DetectionConfig, dist: DistInfo) -> None:
-        from timm.optim import create_optimizer_v2
+class DetectionTask(Task):
+    """SSDLite training: a round is ``eval_interval`` iterations, then VOC mAP / COCO AP on rank 0."""
 
-        self.cfg, self.dist, self.device, self.output = cfg, dist, dist.device, Path()
-        seed_everything(cfg.seed + dist.rank)
+    name = "detection"
+    round_name = "round"
+    position = "iteration"
+    summary_columns = SUMMARY_COLUMNS
+    score_name = "mAP@0.5"
+    score_scale = 100.0
+    divergence_hint = "Lower --lr or lengthen --warmup-iterations."
+    cfg: DetectionConfig
+
+    def __init__(self, cfg: DetectionConfig, runner: Runner) -> None:
+        super().__init__(cfg, runner)
+        dist = self.dist = runner.dist
+        self.device = runner.device
         self.data = open_detection_data(
             cfg.data, cfg.dataset, cfg.train_sets, cfg.test_set, cfg.size, cfg.classes, cfg.augment
         )
@@ -323,179 +298,103 @@ class DetectionTrainer:
                 f"{cfg.batch_size} x {dist.world_size}; lower --batch-size."
             )
         model = create_detector(
-            cfg.model,
-            num_classes=len(self.data.classes) + 1,
-            size=cfg.size,
-            backbone_checkpoint=cfg.backbone_checkpoint,
+            cfg.model, len(self.data.classes) + 1, size=cfg.size, backbone_checkpoint=cfg.backbone_checkpoint
         )
-        if cfg.sync_bn and dist.distributed:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model.to(self.device)
-        self.train_model = self.model
-        if dist.distributed:
-            device_ids = [dist.local_rank] if self.device.type == "cuda" else None
-            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        self.model = runner.prepare_model(model)
         self.optimizer = create_optimizer_v2(
             self.model, cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda it: lr_factor(it, cfg.warmup_iterations, cfg.lr_steps, cfg.lr_gamma)
         )
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp and self.device.type == "cuda")
-        self.train_loader = detection_loader(self.data.train, cfg.batch_size, cfg.workers, True, dist, cfg.seed)
-        self.test_loader = detection_loader(
-            self.data.test, max(1, cfg.batch_size // 2), cfg.workers, False, dist, cfg.seed
-        )
-        self.iteration, self.rows = 0, []
-        self.best = {"metric": -1.0, "iteration": -1}
+        workers = default_workers() if cfg.workers is None else cfg.workers
+        self.train_loader = detection_loader(self.data.train, cfg.batch_size, workers, True, dist, cfg.seed)
+        self.test_loader = detection_loader(self.data.test, max(1, cfg.batch_size // 2), workers, False, dist, cfg.seed)
+        self.iteration = 0
 
-    def _resume(self) -> None:
-        cfg = self.cfg
-        path = find_auto_resume(self.output, RUNS_ROOT, cfg.model) if cfg.resume == "auto" else cfg.resume
-        if path is None:
-            return
-        state = load_training_checkpoint(path)
-        if state.get("task") != "detection" or state.get("model") != cfg.model:
-            raise CheckpointError(f"cannot resume from {path}: it is not a {cfg.model} detection run.")
-        self.model.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.iteration, self.rows, self.best = state["iteration"], state["rows"], state["best"]
-        set_rng_state(state["rng"])
-        log.info(f"resumed {path} at iteration {self.iteration:,}")
+    def identity(self) -> dict[str, Any]:
+        return {"model": self.cfg.model, "classes": list(self.data.classes), "size": self.cfg.size}
 
-    def _state(self) -> dict[str, Any]:
-        return {
-            "task": "detection",
-            "model": self.cfg.model,
-            "classes": list(self.data.classes),
-            "size": self.cfg.size,
-            "args": self.cfg.to_dict(),
-            "state_dict": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "iteration": self.iteration,
-            "rows": self.rows,
-            "best": self.best,
-            "rng": rng_state(),
-        }
+    def finished(self, rounds: int) -> bool:
+        return self.iteration >= self.cfg.iterations
 
-    def _batches(self):
-        """Training batches from the current iteration on, epoch after epoch."""
-        sampler, batch = self.train_loader.sampler, self.cfg.batch_size
+    def _round_end(self) -> int:
+        """The iteration this round stops at: the next multiple of eval_interval, or the last."""
+        interval = self.cfg.eval_interval
+        return min((self.iteration // interval + 1) * interval, self.cfg.iterations)
+
+    def steps(self, index: int) -> int:
+        return self._round_end() - self.iteration
+
+    def batches(self, index: int):
+        """Batches from the current iteration to the round's end, epoch after epoch; a resumed run starts
+        mid-epoch exactly where the interrupted one was (the sampler skips what was done)."""
+        stop, sampler, batch = self._round_end(), self.train_loader.sampler, self.cfg.batch_size
         epoch, done = divmod(self.iteration, sampler.per_rank // batch)
-        while True:
+        while self.iteration < stop:
             sampler.set_epoch(epoch, skip=done * batch)
             self.train_loader.dataset.dataset.epoch = epoch  # TolerantDataset(SeededSamples(...))
-            yield from self.train_loader
+            for item in self.train_loader:
+                if self.iteration >= stop:
+                    return
+                yield item
             epoch, done = epoch + 1, 0
 
-    def run(self, output: Path) -> dict[str, Any]:
-        """Train in ``output`` (a folder claimed by ``open_run``), continuing its checkpoint when resuming."""
-        self.output = output
-        self._resume()
-        if self.dist.is_main:
-            write_args(self.output / "args.yaml", self.cfg.to_dict())
-            log.info(
-                f"{self.cfg.model} on {self.data.description}; {self.cfg.iterations:,} iterations of "
-                f"batch {self.cfg.batch_size} x {self.dist.world_size}; output {self.output}"
-            )
-        return self._train()
-
-    def _train(self) -> dict[str, Any]:
-        cfg = self.cfg
-        self.train_model.train()
-        sums = {"train_loss": 0.0, "bbox_loss": 0.0, "cls_loss": 0.0}
-        steps, skipped = 0, 0
-        bar = Progress(
-            cfg.eval_interval, f"iter {self.iteration:,}", enabled=self.dist.is_main, interval=cfg.log_interval
-        )
-        metrics: dict[str, Any] = {}
-        for images, targets, problems in self._batches():
-            if self.iteration >= cfg.iterations:
-                break
-            skipped += len(problems)
-            losses = self._step(images, targets)
-            for key, value in zip(sums, losses):
-                sums[key] += value
-            steps += 1
-            self.iteration += 1
-            bar.update(len(images) * self.dist.world_size, loss=losses[0])
-            if self.iteration % cfg.eval_interval == 0 or self.iteration == cfg.iterations:
-                bar.close()
-                metrics = self._evaluate_and_save({k: v / steps for k, v in sums.items()}, skipped)
-                sums, steps, skipped = dict.fromkeys(sums, 0.0), 0, 0
-                self.train_model.train()
-                bar = Progress(
-                    cfg.eval_interval, f"iter {self.iteration:,}", enabled=self.dist.is_main, interval=cfg.log_interval
-                )
-        bar.close()
-        if self.dist.is_main and self.best["iteration"] >= 0:
-            log.info(
-                f"done: best mAP@0.5 {100 * self.best['metric']:.2f} at iteration {self.best['iteration']:,}; "
-                f"checkpoints in {self.output}"
-            )
-        return {**metrics, "best": self.best, "output": str(self.output), "iteration": self.iteration}
-
-    def _step(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> tuple[float, ...]:
+    def training_step(self, model: nn.Module, batch) -> Step:
+        images, targets, problems = batch
         images = [image.to(self.device, non_blocking=True) for image in images]
         targets = [{"boxes": t["boxes"].to(self.device), "labels": t["labels"].to(self.device)} for t in targets]
-        with torch.autocast(self.device.type, enabled=self.scaler.is_enabled()):
-            loss_dict = self.train_model(images, targets)
-        loss = loss_dict["bbox_regression"] + loss_dict["classification"]
-        if not math.isfinite(loss.item()):
-            raise MobileNeXtError(
-                f"the loss became {loss.item()} at iteration {self.iteration:,}; lower --lr. "
-                f"The last good checkpoint ({self.output / LAST}) is kept."
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        return loss.item(), loss_dict["bbox_regression"].item(), loss_dict["classification"].item()
+        losses = model(images, targets)
+        loss = losses["bbox_regression"] + losses["classification"]
+        n = len(images)
+        sums = {"train_loss": loss.detach() * n, "bbox_loss": losses["bbox_regression"].detach() * n,
+                "cls_loss": losses["classification"].detach() * n}
+        return Step(loss, n, sums, problems)
 
-    def _evaluate_and_save(self, train_stats: dict[str, float], skipped: int) -> dict[str, Any]:
-        metrics: dict[str, Any] = {}
-        if self.dist.is_main:
-            metrics = evaluate_detector(
-                self.model, self.test_loader, self.data.classes, self.data.kind, self.device, progress=True
-            )
-            score = metrics["map50"]
-            row = {
-                "iteration": self.iteration,
-                **train_stats,
-                "lr": self.optimizer.param_groups[0]["lr"],
-                **{k: v for k, v in metrics.items() if isinstance(v, float)},
-                "skipped_images": skipped + metrics["skipped"],
-            }
-            self.rows.append(row)
-            is_best = score > self.best["metric"]
-            if is_best:
-                self.best = {"metric": score, "iteration": self.iteration}
-            state = self._state()
-            save_checkpoint(state, self.output / LAST)
-            if is_best:
-                save_checkpoint(state, self.output / BEST)
-            write_summary(self.output / "summary.csv", self.rows, leading=SUMMARY_COLUMNS)
-            log.info(
-                f"iteration {self.iteration:,}/{self.cfg.iterations:,}  loss {train_stats['train_loss']:.4f}  "
-                f"{_headline(metrics)}  lr {row['lr']:.3g}"
-            )
-        barrier()
-        return metrics
+    def after_step(self) -> None:
+        self.iteration += 1
+        self.scheduler.step()
+
+    def evaluate(self) -> dict[str, Any]:
+        """On rank 0 only (the other ranks wait at the barrier that ends the round)."""
+        if not self.dist.is_main:
+            return {}
+        metrics = evaluate_detector(self.model, self.test_loader, self.data.classes, self.data.kind, self.device)
+        return {**metrics, "score": metrics["map50"]}
+
+    def summary_row(self, index: int, train: dict, metrics: dict, seconds: float) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            **{k: train[k] for k in ("train_loss", "bbox_loss", "cls_loss")},
+            "lr": self.optimizer.param_groups[0]["lr"],
+            **{k: v for k, v in metrics.items() if isinstance(v, float) and k != "score"},
+            "round_time": round(seconds, 2),
+            "train_img_per_sec": round(train["img_per_sec"], 1),
+            "skipped_images": train["skipped"] + metrics["skipped"],
+        }
+
+    def round_line(self, row: dict[str, Any]) -> str:
+        return (f"iteration {row['iteration']:,}/{self.cfg.iterations:,}  loss {row['train_loss']:.4f}  "
+                f"{_headline(row)}  lr {row['lr']:.3g}  {row['round_time']:.1f}s")
+
+    def describe(self) -> str:
+        cfg = self.cfg
+        return (f"{cfg.model} on {self.data.description}; {cfg.iterations:,} iterations of batch {cfg.batch_size} "
+                f"x {self.dist.world_size} process(es); device {self.device}; output {self.runner.output}")
+
+    def progress_text(self) -> str:
+        return f"iteration {self.iteration:,}"
+
+    def state(self) -> dict[str, Any]:
+        return {"classes": list(self.data.classes), "size": self.cfg.size, "iteration": self.iteration}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.iteration = state["iteration"]
+
+    def result(self) -> dict[str, Any]:
+        return {"iteration": self.iteration}
 
 
 def train_detector(cfg: DetectionConfig) -> dict[str, Any]:
     """Train as ``cfg`` says; works under ``torchrun`` (DDP) and as a plain process."""
-    dist = init_distributed(cfg.device)
-    try:
-        if not dist.is_main:
-            log.setLevel(logging.WARNING)
-        trainer = DetectionTrainer(cfg, dist)
-        with open_run(cfg.output, cfg.resume, cfg.model, dist) as output:
-            return trainer.run(output)
-    finally:
-        cleanup()
+    return run_task(DetectionTask, cfg)

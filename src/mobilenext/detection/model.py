@@ -29,6 +29,7 @@ from torchvision.models.detection.ssd import SSD
 from torchvision.models.detection.ssdlite import SSDLiteHead
 
 from ..errors import ConfigError, UnknownModelError
+from ..models.factory import get_model
 from ..models.mobilenext import MobileNeXt
 
 __all__ = [
@@ -214,12 +215,10 @@ def ssdlite(
 ) -> SSD:
     """SSDLite on ``backbone`` (a MobileNeXt or timm MobileNetV2 name) for ``num_classes`` including background.
 
-    ``backbone_checkpoint``: classification weights for the backbone (any layout ``mobilenext.get_model``
+    ``backbone_checkpoint``: classification weights for the backbone (any layout ``get_model``
     reads: ours, timm's, the authors'); the classifier is dropped. ``ssd_kwargs`` go to torchvision's
     ``SSD`` (``score_thresh``, ``nms_thresh``, ``detections_per_img``, ...).
     """
-    from .. import get_model
-
     if num_classes < 2:
         raise ConfigError(f"num_classes counts the background too, so it must be at least 2, got {num_classes}.")
     body = get_model(backbone, pretrained=backbone_checkpoint or False)  # the checkpoint's classifier loads too

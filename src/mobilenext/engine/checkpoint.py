@@ -17,16 +17,17 @@ from .._io import atomic_path, is_temp_file
 from ..errors import CheckpointError
 from ..models.checkpoint import safety_refusal
 
-__all__ = ["LAST", "BEST", "save_checkpoint", "load_training_checkpoint", "rng_state", "set_rng_state",
-           "remove_stale_temp_files", "find_auto_resume"]
+__all__ = ["FORMAT", "LAST", "BEST", "save_checkpoint", "load_training_checkpoint", "rng_state", "set_rng_state",
+           "remove_stale_temp_files"]
 
 LAST, BEST = "last.pth", "best.pth"
-_FORMAT = "mobilenext-train-1"
+FORMAT = "mobilenext-train-2"  # 2: tagged by the engine (task, identity, rounds, history); 1: before it
+_READABLE = (FORMAT, "mobilenext-train-1")
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     with atomic_path(path) as tmp:
-        torch.save({"format": _FORMAT, **state}, tmp)
+        torch.save({"format": FORMAT, **state}, tmp)
 
 
 def load_training_checkpoint(path: str | Path, action: str = "resume") -> dict[str, Any]:
@@ -42,7 +43,7 @@ def load_training_checkpoint(path: str | Path, action: str = "resume") -> dict[s
             raise CheckpointError(f"cannot {action} from {path}: it {refusal}.") from None
         raise CheckpointError(f"cannot {action} from {path}: it is truncated or corrupt ({type(e).__name__}).") \
             from None
-    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in _READABLE:
         hint = "; start from its weights with --pretrained instead" if action == "resume" else ""
         raise CheckpointError(f"cannot {action} from {path}: it is a weights file, not a mobilenext training "
                               f"checkpoint{hint}.")
@@ -77,11 +78,3 @@ def remove_stale_temp_files(folder: Path) -> None:
     for tmp in folder.glob(".*"):
         if is_temp_file(tmp):
             tmp.unlink(missing_ok=True)
-
-
-def find_auto_resume(output: Path | None, runs_root: Path, model: str) -> Path | None:
-    """``--resume auto``: the run folder's last checkpoint, or the newest ``runs/<model>-*`` one."""
-    if output is not None:
-        return output / LAST if (output / LAST).is_file() else None
-    candidates = sorted(runs_root.glob(f"{model}-*/{LAST}"), key=lambda p: p.stat().st_mtime)
-    return candidates[-1] if candidates else None

@@ -1,7 +1,8 @@
 """Training settings: one dataclass is the single source of the CLI flags, the YAML keys and their defaults.
 
 Precedence, lowest to highest: the defaults below, the dataset's own defaults (e.g. 32 px for the digits),
-a ``--config`` file, flags given on the command line. Flag names follow timm's ``train.py``.
+a ``--config`` file, flags given on the command line. Flag names and defaults follow timm's ``train.py``
+(300 epochs, batch 128, SGD at lr 0.1 per 256 images, weight decay 2e-5, 5 warm-up epochs, cosine).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from ..checks import Number
 from ..errors import ConfigError
 
 __all__ = [
+    "DataParallelSettings",
+    "RunSettings",
     "Settings",
     "TrainConfig",
     "add_config_arguments",
@@ -79,7 +82,33 @@ class Settings:
 
 
 @dataclass
-class TrainConfig(Settings):
+class RunSettings(Settings):
+    """What every training command has (classification, detection, search), declared once here."""
+
+    device: str | None = setting(None, "cuda or cpu (default: cuda when available)", **DEVICE)
+    seed: int = setting(42, "random seed", **ANY_INT)
+    output: str | None = setting(None, "run folder (default: a new runs/<model>-<date>-<time>)")
+    resume: str | None = setting(None, "checkpoint to continue, or 'auto': the --output folder's last.pth (without "
+                                 "--output, the newest run of the same model in runs/)")
+    workers: int | None = setting(None, "data loader processes per rank (default: up to 4, one per core)",
+                                  "-j", "--workers", **NONNEG_INT)
+    log_interval: int = setting(50, "steps between progress reports when not on a terminal", **COUNT)
+
+
+@dataclass
+class DataParallelSettings(RunSettings):
+    """What the data-parallel tasks (classification, detection) add: mixed precision and SyncBatchNorm."""
+
+    amp: bool = setting(False, "mixed precision (float16 on GPU, bfloat16 on CPU)", **_BOOL)
+    sync_bn: bool = setting(False, "synchronise BatchNorm statistics across GPUs under DDP (timm's conversion, "
+                            "activations kept)", **_BOOL)
+
+
+RUN_SETTINGS = frozenset(f.name for f in dataclasses.fields(DataParallelSettings))
+
+
+@dataclass
+class TrainConfig(DataParallelSettings):
     # model
     model: str = setting("mobilenext_100", "model name (`mobilenext models`); any timm model works too")
     pretrained: str | None = setting(None, "initial weights file (fine-tuning)", "--pretrained", "--initial-checkpoint")
@@ -96,8 +125,6 @@ class TrainConfig(Settings):
     interpolation: str | None = setting(None, "resize interpolation (bilinear, bicubic, ...)", **INTERPOLATION)
     mean: tuple[float, ...] | None = setting(None, "normalisation mean (3 values)", type=Number(float), nargs=3)
     std: tuple[float, ...] | None = setting(None, "normalisation std (3 values)", nargs=3, **POSITIVE)
-    workers: int | None = setting(None, "data loader processes per rank (default 4; 0 for the digits)",
-                                  "-j", "--workers", **NONNEG_INT)
     # augmentation (timm's)
     scale: tuple[float, ...] | None = setting(None, "random-resized-crop area range (default 0.08 1)", nargs=2,
                                                type=Number(float, 0, 1, low_open=True))
@@ -113,22 +140,23 @@ class TrainConfig(Settings):
     cutmix: float = setting(0.0, "cutmix alpha (0: off)", **NONNEG)
     smoothing: float = setting(0.1, "label smoothing", **FRACTION)
     # optimisation
-    epochs: int = setting(100, "epochs to train", **COUNT)
-    batch_size: int = setting(64, "batch size per process", "-b", "--batch-size", **COUNT)
+    epochs: int = setting(300, "epochs to train", **COUNT)
+    batch_size: int = setting(128, "batch size per process", "-b", "--batch-size", **COUNT)
     lr: float | None = setting(None, "learning rate (default: lr_base scaled to the global batch size)", **POSITIVE)
     lr_base: float = setting(0.1, "learning rate at global batch size lr_base_size", **POSITIVE)
     lr_base_size: int = setting(256, "global batch size lr_base refers to", **COUNT)
-    lr_base_scale: str = setting("linear", "how lr grows with the batch size", choices=("linear", "sqrt"))
+    lr_base_scale: str = setting("auto", "how lr grows with the batch size (auto: sqrt for Adam-like optimizers, "
+                                  "else linear)", choices=("auto", "linear", "sqrt"))
     opt: str = setting("sgd", "timm optimizer name (sgd, rmsproptf, adamw, ...)", **OPTIMIZER)
     opt_eps: float | None = setting(None, "optimizer epsilon", **POSITIVE)
     momentum: float = setting(0.9, "optimizer momentum", **FRACTION)
-    weight_decay: float = setting(1e-4, "weight decay (not applied to biases and norms, unless --weight-decay-all)",
+    weight_decay: float = setting(2e-5, "weight decay (not applied to biases and norms, unless --weight-decay-all)",
                                   **NONNEG)
     weight_decay_all: bool = setting(False, "apply weight decay to biases and norm weights too (as DARTS does)",
                                      **_BOOL)
     clip_grad: float | None = setting(None, "clip gradient norm to this value", **POSITIVE)
     sched: str = setting("cosine", "timm scheduler (cosine, step, ...)", type=checks.SCHEDULER)
-    warmup_epochs: int = setting(0, "linear warm-up epochs", **NONNEG_INT)
+    warmup_epochs: int = setting(5, "linear warm-up epochs", **NONNEG_INT)
     warmup_lr: float = setting(1e-5, "learning rate at the start of warm-up", **NONNEG)
     min_lr: float = setting(0.0, "floor of the learning rate", **NONNEG)
     cooldown_epochs: int = setting(0, "epochs at min_lr after the schedule ends (added to epochs)", **NONNEG_INT)
@@ -137,22 +165,18 @@ class TrainConfig(Settings):
     model_ema: bool = setting(False, "keep an exponential moving average of the weights", **_BOOL)
     model_ema_decay: float = setting(0.9998, "EMA decay per step", type=Number(float, 0, 1, True, True))
     # runtime
-    amp: bool = setting(False, "mixed precision (float16 on GPU, bfloat16 on CPU)", **_BOOL)
     channels_last: bool = setting(True, "channels-last memory format (3-4x faster depthwise convs on CPU)", **_BOOL)
     compile: bool = setting(False, "torch.compile the model", **_BOOL)
-    sync_bn: bool = setting(False, "synchronise BatchNorm statistics across GPUs (DDP)", **_BOOL)
-    device: str | None = setting(None, "cuda or cpu (default: cuda when available)", **DEVICE)
-    seed: int = setting(42, "random seed", **ANY_INT)
-    output: str | None = setting(None, "run folder (default: runs/<model>-<time>)")
-    resume: str | None = setting(None, "checkpoint to resume, or 'auto' for the run folder's last.pth")
-    log_interval: int = setting(50, "steps between progress reports when not on a terminal", **COUNT)
 
     def global_lr(self, world_size: int) -> float:
         """``lr`` if set, else ``lr_base`` scaled from ``lr_base_size`` to this run's global batch size."""
         if self.lr is not None:
             return self.lr
         ratio = self.batch_size * world_size / self.lr_base_size
-        return self.lr_base * (math.sqrt(ratio) if self.lr_base_scale == "sqrt" else ratio)
+        scale = self.lr_base_scale
+        if scale == "auto":  # timm's train.py rule
+            scale = "sqrt" if any(name in self.opt.lower() for name in ("ada", "lamb")) else "linear"
+        return self.lr_base * (math.sqrt(ratio) if scale == "sqrt" else ratio)
 
 
 def settings_dict(settings: Any) -> dict[str, Any]:
@@ -169,12 +193,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, schema: type = TrainCo
     flags not given stay absent, so a config file's values survive."""
     parser.add_argument("--config", default=argparse.SUPPRESS,
                         help=f"YAML recipe: a file or a packaged name ({', '.join(list_configs())})")
+    run_group = parser.add_argument_group("run settings (shared by every training command)")
     for name, f in _fields(schema).items():
         meta = dict(f.metadata)
         flags = meta.pop("flags") or ("--" + name.replace("_", "-"),)
         default = f.default if f.default is not None else "unset"
         meta["help"] += f" [{default}]" if "action" not in meta else ""
-        parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, **meta)
+        group = run_group if name in RUN_SETTINGS else parser
+        group.add_argument(*flags, dest=name, default=argparse.SUPPRESS, **meta)
 
 
 def list_configs() -> list[str]:

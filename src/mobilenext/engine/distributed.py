@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "all_reduce_sum", "barrier", "cleanup"]
+__all__ = ["DistInfo", "init_distributed", "local_device", "all_reduce_sum", "barrier", "cleanup"]
+
+_owned_group = False  # whether init_distributed created the process group (cleanup destroys only that one)
 
 
 @dataclass(frozen=True)
@@ -27,18 +29,25 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device: str | None = None) -> DistInfo:
-    """Join the process group when launched by torchrun (nccl on GPU, gloo on CPU) and pick this rank's device."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    kind = device or ("cuda" if torch.cuda.is_available() else "cpu")
+def local_device(kind: str | None, local_rank: int = 0) -> torch.device:
+    """This process's device: ``kind`` (cuda, cpu, mps, ...) or cuda when available; one GPU per local rank."""
+    kind = kind or ("cuda" if torch.cuda.is_available() else "cpu")
     if kind == "cuda":
         torch.cuda.set_device(local_rank)
-        target = torch.device("cuda", local_rank)
-    else:
-        target = torch.device(kind)
+        return torch.device("cuda", local_rank)
+    return torch.device(kind)
+
+
+def init_distributed(device: str | None = None) -> DistInfo:
+    """Join the process group when launched by torchrun (nccl on GPU, gloo on CPU) and pick this rank's device.
+    A group the caller created already is used as it is."""
+    global _owned_group
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    target = local_device(device, local_rank)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if kind == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if target.type == "cuda" else "gloo")
+        _owned_group = True
     return DistInfo(rank, local_rank, world_size, target)
 
 
@@ -55,5 +64,8 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
+    """Leave the process group if :func:`init_distributed` created it."""
+    global _owned_group
+    if _owned_group and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _owned_group = False

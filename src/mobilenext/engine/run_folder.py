@@ -30,8 +30,8 @@ from pathlib import Path
 import torch.distributed as torch_dist
 
 from .._io import is_temp_file
-from ..errors import ConfigError, MobileNeXtError
-from .checkpoint import LAST, find_auto_resume, remove_stale_temp_files
+from ..errors import ConfigError, MobileNeXtError, RunTerminated
+from .checkpoint import LAST, remove_stale_temp_files
 from .distributed import DistInfo
 from .records import log_file
 
@@ -50,11 +50,6 @@ LOCK_NAME = ".lock"
 
 class RunFolderError(ConfigError):
     """The output folder cannot be used: it holds another run, it is a file, or another process writes it."""
-
-
-class RunTerminated(KeyboardInterrupt):
-    """SIGTERM arrived (a scheduler, ``kill``, torchrun stopping its workers): handled like Ctrl-C, so the
-    atomic writes clean up and the log says why the run stopped."""
 
 
 def _new_folder(runs_root: Path, prefix: str) -> Path:
@@ -81,9 +76,9 @@ def _choose_folder(output: str | None, resume: str | None, prefix: str, runs_roo
     if output:
         return Path(output), False
     if resume == "auto":
-        found = find_auto_resume(None, runs_root, prefix)
-        if found is not None:
-            return found.parent, False
+        runs = sorted(runs_root.glob(f"{prefix}-*/{LAST}"), key=lambda p: p.stat().st_mtime)
+        if runs:  # the newest run of the same model (or task) continues
+            return runs[-1].parent, False
     elif resume:
         return Path(resume).parent, False
     return _new_folder(runs_root, prefix), True

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 
 from ..data import DATA_DEFAULTS, create_loader, create_transforms, open_datasets, resolve_transform_config
+from ..data.loader import default_workers
 from ..models.checkpoint import restore_model
 from .distributed import cleanup, init_distributed
 from .evaluate import evaluate
-from .train import default_workers
 
 __all__ = ["validate"]
 

@@ -3,6 +3,7 @@
 from . import baselines, efficient  # noqa: F401  (register the EfficientNet-based models and baselines)
 from .checkpoint import check_state_dict, load_checkpoint, read_state_dict, save_safetensors, to_model_layout
 from .complexity import count_madds, count_params, summarize_model
+from .factory import create_model, get_model, list_models
 from .mobilenext import MOBILENEXT_STAGES, PAPER_FIGURES, MobileNeXt
 from .official import OfficialMobileNeXt, official_to_ours, ours_to_official
 from .sandglass import SandglassBlock, identity_channels, sandglass_reduced_channels
@@ -16,7 +17,10 @@ __all__ = [
     "check_state_dict",
     "count_madds",
     "count_params",
+    "create_model",
+    "get_model",
     "identity_channels",
+    "list_models",
     "load_checkpoint",
     "official_to_ours",
     "ours_to_official",

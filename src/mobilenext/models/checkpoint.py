@@ -19,6 +19,7 @@ from torch import nn
 
 from .._io import atomic_path, check_output_file
 from ..errors import CheckpointError, ConfigError
+from .factory import create_model, list_models
 from .official import is_official_layout, official_to_ours
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "convert_checkpoint",
     "matching_models",
     "read_training_record",
+    "build_with_weights",
     "restore_model",
     "use_training_record",
 ]
@@ -44,8 +46,7 @@ def read_state_dict(path: str | Path, use_ema: bool = True) -> dict[str, torch.T
     or ``model``) and a DataParallel ``module.`` prefix is removed.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist{' (it is a folder)' if path.is_dir() else ''}.")
+    _require_file(path)
     try:
         # The authors' checkpoints (saved by an early timm) keep the training args as an argparse.Namespace.
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -53,8 +54,8 @@ def read_state_dict(path: str | Path, use_ema: bool = True) -> dict[str, torch.T
     except Exception as e:  # torch.load and safetensors raise many types for damaged files
         if (refusal := safety_refusal(path, e)) is not None:
             raise CheckpointError(f"checkpoint {path} {refusal}.") from None
-        if isinstance(e, pickle.UnpicklingError):
-            raise CheckpointError(f"checkpoint {path} is truncated or corrupt (UnpicklingError).") from None
+        if isinstance(e, pickle.UnpicklingError) or "PytorchStreamReader" in str(e):  # a damaged pickle or zip
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}).") from None
         raise CheckpointError(
             f"checkpoint {path} cannot be read: it is truncated or not a PyTorch/safetensors file "
             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no details'})."
@@ -62,6 +63,11 @@ def read_state_dict(path: str | Path, use_ema: bool = True) -> dict[str, torch.T
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(f"checkpoint {path} does not contain a state_dict of tensors.")
     return state_dict
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist{' (it is a folder)' if path.is_dir() else ''}.")
 
 
 def safety_refusal(path: str | Path, error: BaseException) -> str | None:
@@ -104,8 +110,6 @@ def matching_models(state_dict: dict[str, torch.Tensor]) -> list[str]:
     """Our registered models whose tensors, classifier aside, have exactly the shapes in ``state_dict``
     (our layout or the authors')."""
     import timm
-
-    from .. import list_models
 
     matches = []
     for name in list_models():
@@ -257,27 +261,47 @@ def convert_checkpoint(
     return model_name
 
 
-def read_training_record(path: str | Path) -> dict[str, Any]:
-    """The run settings stored beside the weights by ``mobilenext train`` ({} for a plain weights file).
+# Format tags of the checkpoints ``mobilenext train|detect train|nas search`` write (engine/checkpoint.py).
+TRAINING_FORMATS = ("mobilenext-train-1", "mobilenext-train-2")
 
-    Keys: ``has_ema``; for training checkpoints ``args`` (the run's flags), ``data_config`` (input size, crop,
-    normalisation), ``classes`` (class names, in label order), ``metrics`` and ``model_kwargs`` (e.g. the
-    genotype of a NAS network); ``task`` for checkpoints of other tasks (``detection``, ``nas-search``).
-    """
+
+def _read_dict(path: str | Path) -> dict[str, Any] | None:
+    """The file's top-level dict, read weights-only and memory-mapped; ``None`` for anything else (a safetensors
+    file, a bare tensor, a damaged file: :func:`read_state_dict` explains the last)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a torch file (safetensors) or damaged: read_state_dict explains the latter
-        return {}
-    if not isinstance(state, dict):
+    except Exception:
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _training_record(state: dict[str, Any] | None) -> dict[str, Any]:
+    if state is None:
         return {}
     record: dict[str, Any] = {"has_ema": "state_dict_ema" in state}
-    if isinstance(state.get("args"), dict):
-        record.update(args=state["args"], data_config=state.get("data_config", {}), metrics=state.get("metrics", {}),
+    args = state.get("args")
+    if state.get("format") in TRAINING_FORMATS or isinstance(args, dict):
+        args = args if isinstance(args, dict) else {}
+        record.update(args=args, data_config=state.get("data_config", {}), metrics=state.get("metrics", {}),
                       model_kwargs=state.get("model_kwargs", {}), classes=list(state.get("classes") or []))
-    task = state.get("task") or state.get("kind")  # detection checkpoints say task, search checkpoints kind
+        model = state.get("model") or args.get("model")  # format 2 names it at the top, format 1 in its args
+        if isinstance(model, str):
+            record["model"] = model
+    task = state.get("task") or state.get("kind")  # search checkpoints of format 1 say kind
     if isinstance(task, str):
         record["task"] = task
     return record
+
+
+def read_training_record(path: str | Path) -> dict[str, Any]:
+    """The run settings stored beside the weights by ``mobilenext train`` ({} for a plain weights file).
+
+    Keys: ``has_ema``; for training checkpoints ``args`` (the run's flags), ``model`` (the model trained),
+    ``data_config`` (input size, crop, normalisation), ``classes`` (class names, in label order), ``metrics``
+    and ``model_kwargs`` (e.g. the genotype of a NAS network); ``task`` where the checkpoint names it
+    (``classification``, ``detection``, ``nas-search``).
+    """
+    return _training_record(_read_dict(path))
 
 
 def _refuse_other_tasks(checkpoint: str | Path, record: dict[str, Any]) -> None:
@@ -289,6 +313,13 @@ def _refuse_other_tasks(checkpoint: str | Path, record: dict[str, Any]) -> None:
         raise CheckpointError(f"{checkpoint} is a `nas search` supernet, not a network to run; train its genotype "
                               f"with `mobilenext nas train --genotype {Path(checkpoint).parent / 'genotype.json'}` "
                               "and use that run's checkpoint.")
+
+
+def _refuse_non_detector(checkpoint: str | Path, state: dict[str, Any] | None) -> None:
+    if state is None:
+        read_state_dict(checkpoint)  # a missing or damaged file gets its own sentence; plain weights pass
+    raise CheckpointError(f"{checkpoint} is a classification checkpoint; detect commands need one written by "
+                          "`mobilenext detect train`.")
 
 
 def _recognise_model(checkpoint: str | Path) -> str:
@@ -320,37 +351,83 @@ def use_training_record(model: nn.Module, record: dict[str, Any]) -> nn.Module:
     return model
 
 
+def build_with_weights(
+    name: str,
+    checkpoint: str | Path,
+    kwargs: dict[str, Any],
+    use_ema: bool = True,
+    fine_tune: bool = False,
+    record: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Build classifier ``name`` with ``kwargs`` and load ``checkpoint`` into it (any accepted layout): the one
+    path of :func:`restore_model` and :func:`~mobilenext.models.factory.get_model`.
+
+    A training checkpoint of the same model adds its model settings (``kwargs`` win) and makes its run's input
+    settings and class names the model's (:func:`use_training_record`). Without ``num_classes`` in ``kwargs``
+    the model takes the checkpoint's number of classes; another one is an error, or with ``fine_tune`` a fresh
+    classifier. ``record``: the checkpoint's :func:`read_training_record`, when the caller has it.
+    """
+    if record is None:
+        record = read_training_record(checkpoint)
+        _refuse_other_tasks(checkpoint, record)
+    same_model = record.get("model") == name
+    if same_model:  # e.g. a NAS network's genotype
+        kwargs = {**record.get("model_kwargs", {}), **kwargs}
+    model = create_model(name, **kwargs)
+    state_dict = to_model_layout(read_state_dict(checkpoint, use_ema=use_ema), model)
+    num_classes = classifier_classes(state_dict, model)
+    if "num_classes" not in kwargs and num_classes not in (None, model.num_classes):
+        model = create_model(name, **kwargs, num_classes=num_classes)  # a fine-tuned checkpoint: its classes
+    load_checkpoint(model, state_dict, reset_classifier=fine_tune and "num_classes" in kwargs)
+    if same_model:
+        use_training_record(model, record)
+    return model
+
+
 def restore_model(
     checkpoint: str | Path | None,
     model: str | None = None,
     use_ema: bool = True,
     num_classes: int | None = None,
+    device: str | torch.device = "cpu",
+    task: str | None = "classification",
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Build the model a checkpoint was trained as, load its weights, and give it the run's input settings and
-    class names (:func:`use_training_record`); return it with its training record.
+    """The model a checkpoint holds, with its weights, on ``device`` in eval mode, and its training record: the
+    one loader for inference (resuming training is :func:`mobilenext.engine.checkpoint.load_training_checkpoint`).
 
-    The model is the checkpoint's (a training checkpoint names it), else ``model``, else the one model whose
-    tensor shapes the file fits. The class count comes from ``num_classes``, else the checkpoint's classifier.
-    Without a checkpoint the model has random weights and its own (timm) input settings.
+    ``task`` (``classification``, ``detection``, or ``None`` for the checkpoint's own) refuses, in one sentence,
+    a checkpoint of another task. A classifier is ``model``, else the one a training checkpoint names, else the
+    one model whose tensor shapes the file fits; its class count is ``num_classes``, else
+    the checkpoint's; it gets its run's input settings and class names (:func:`use_training_record`). Without a
+    checkpoint it has random weights and its own (timm) input settings. A detector (``mobilenext detect train``)
+    is the one its checkpoint names, and its record is the whole checkpoint (``model``, ``classes``, ``size``,
+    ``args``, ...); ``model``, ``use_ema`` and ``num_classes`` apply to classifiers only.
     """
-    from .. import create_model  # the package root imports this module
-
-    record = read_training_record(checkpoint) if checkpoint else {}
-    if checkpoint:
+    if task not in ("classification", "detection", None):
+        raise ConfigError(f"unknown task {task!r}; choose classification or detection.")
+    state = _read_dict(checkpoint) if checkpoint else None
+    record = _training_record(state)
+    found = record.get("task", "classification")
+    if checkpoint and (task == "classification" or found == "nas-search"):
         _refuse_other_tasks(checkpoint, record)
-    trained_as = record.get("args", {}).get("model")
-    name = model or trained_as or (_recognise_model(checkpoint) if checkpoint else None)
+    if task == "detection" and found != "detection":
+        if not checkpoint:
+            raise ConfigError("a detector needs its checkpoint, the one `mobilenext detect train` wrote.")
+        _refuse_non_detector(checkpoint, state)
+    if found == "detection":
+        # Imported here: detection builds on the models, so a module-level import would point the layers up.
+        from ..detection.model import create_detector
+
+        net = create_detector(state["model"], num_classes=len(state["classes"]) + 1, size=state["size"])
+        net.load_state_dict(state["state_dict"])
+        return net.to(device).eval(), state
+    name = model or record.get("model") or (_recognise_model(checkpoint) if checkpoint else None)
     if not name:
         raise ConfigError("pass --model or --checkpoint: there is no model to build.")
+    kwargs = {"num_classes": num_classes} if num_classes else {}
+    if checkpoint:
+        net = build_with_weights(name, checkpoint, kwargs, use_ema=use_ema, record=record)
+    else:
+        net = create_model(name, **kwargs)
     record["model"] = name
-    kwargs = record.get("model_kwargs", {}) if name == trained_as else {}
-    if not checkpoint:
-        return create_model(name, **({"num_classes": num_classes} if num_classes else {})), record
-    probe = create_model(name, **kwargs)
-    state_dict = to_model_layout(read_state_dict(checkpoint, use_ema=use_ema), probe)
-    classes = num_classes or classifier_classes(state_dict, probe)
-    net = create_model(name, **kwargs, **({"num_classes": classes} if classes else {}))
-    load_checkpoint(net, state_dict)
-    if name == trained_as:
-        use_training_record(net, record)
-    return net, record
+    return net.to(device).eval(), record

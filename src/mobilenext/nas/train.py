@@ -15,13 +15,13 @@ from typing import Any
 import torch
 
 from ..engine.config import COUNT, NONNEG, NONNEG_INT, TrainConfig, setting
-from ..engine.train import Trainer, _unwrap, train
+from ..engine.train import ClassificationTask, train
 from ..errors import ConfigError
 from .data import cifar_transforms
 from .genotypes import load_genotype
 from .network import count_network_params
 
-__all__ = ["NasTrainConfig", "NasTrainer", "train_network", "DEFAULT_RECIPE"]
+__all__ = ["NasTrainConfig", "NasTrainTask", "train_network", "DEFAULT_RECIPE"]
 
 DEFAULT_RECIPE = "darts_cifar10"  # what `mobilenext nas train` runs without --config
 
@@ -37,14 +37,14 @@ class NasTrainConfig(TrainConfig):
     cutout: int = setting(16, "Cutout square side (0: off)", **NONNEG_INT)
 
 
-class NasTrainer(Trainer):
+class NasTrainTask(ClassificationTask):
     cfg: NasTrainConfig
 
-    def __init__(self, cfg: NasTrainConfig, dist):
+    def __init__(self, cfg: NasTrainConfig, runner):
         if cfg.data is None:
             raise ConfigError("nas train runs on CIFAR: pass --data with the folder of cifar-10-batches-py.")
         self.genotype = load_genotype(cfg.genotype)
-        super().__init__(cfg, dist)
+        super().__init__(cfg, runner)
 
     def model_kwargs(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -60,16 +60,16 @@ class NasTrainer(Trainer):
             return self.train_loss(logits, targets) + self.cfg.auxiliary_weight * self.train_loss(aux_logits, targets)
         return self.train_loss(output, targets)
 
-    def train_one_epoch(self, epoch: int) -> dict[str, Any]:
-        model = _unwrap(self.model)
-        model.drop_path_prob = model.drop_path_rate * epoch / self.num_epochs  # DARTS: 0 -> rate, linearly
-        return super().train_one_epoch(epoch)
+    def batches(self, index: int):
+        model = self.model
+        model.drop_path_prob = model.drop_path_rate * index / self.num_epochs  # DARTS: 0 -> rate, linearly
+        return super().batches(index)
 
-    def _describe(self) -> str:
-        return (f"{super()._describe()}\n  genotype {self.genotype}\n  {count_network_params(self.model):,} "
+    def describe(self) -> str:
+        return (f"{super().describe()}\n  genotype {self.genotype}\n  {count_network_params(self.model):,} "
                 "params without the auxiliary head (as DARTS counts them)")
 
 
 def train_network(cfg: NasTrainConfig) -> dict[str, Any]:
     """Train as ``cfg`` says; works under ``torchrun`` (DDP) and as a plain process."""
-    return train(cfg, NasTrainer)
+    return train(cfg, NasTrainTask)

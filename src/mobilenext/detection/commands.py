@@ -1,0 +1,136 @@
+"""``mobilenext detect train|eval|predict|export``: the detection task's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .._io import add_overwrite_flag, check_output_file
+from ..checks import COUNT, NONNEG_INT, Number, device
+from ..errors import MobileNeXtError
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..engine.config import add_config_arguments
+    from .engine import DetectionConfig
+
+    detect = parser.add_subparsers(dest="detect_command", required=True, metavar="DETECT_COMMAND")
+    q = detect.add_parser("train", help="train an SSDLite detector on Pascal VOC or COCO",
+                          description="Settings: defaults < --config < flags. Under `torchrun` it runs DDP.")
+    add_config_arguments(q, DetectionConfig)
+    q.set_defaults(detect_func=_train)
+
+    q = detect.add_parser("eval", help="VOC mAP@0.5 (area and 11-point) or COCO AP of a detection checkpoint")
+    q.add_argument("checkpoint")
+    q.add_argument("--data", help="default: the dataset the checkpoint was trained on")
+    q.add_argument("--dataset", choices=("auto", "voc", "coco"))
+    q.add_argument("--test-set", help="VOC YEAR/SET or COCO split (default: the training run's)")
+    q.add_argument("-b", "--batch-size", type=COUNT, default=16)
+    q.add_argument("-j", "--workers", type=NONNEG_INT, default=4)
+    q.add_argument("--device", type=device)
+    q.add_argument("--json", action="store_true", help="print the metrics as JSON (stdout holds only that)")
+    q.set_defaults(detect_func=_eval)
+
+    q = detect.add_parser("predict", help="detect objects in images and draw them onto PNGs")
+    q.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    q.add_argument("--checkpoint", required=True, help="a `mobilenext detect train` checkpoint")
+    q.add_argument("-o", "--output", default="detections",
+                   help="folder for the PNGs [detections]; names mirror the inputs' paths where they clash")
+    add_overwrite_flag(q)
+    q.add_argument("--score-thresh", type=Number(float, 0, 1), default=0.3)
+    q.add_argument("--device", type=device)
+    q.set_defaults(detect_func=_predict)
+
+    q = detect.add_parser("export", help="the detector to ONNX (network + box decoding; NMS left to the runtime)")
+    q.add_argument("checkpoint")
+    q.add_argument("-o", "--output", help="default: <model>.onnx")
+    add_overwrite_flag(q)
+    q.set_defaults(detect_func=_export)
+
+
+def run(args: argparse.Namespace) -> int:
+    return args.detect_func(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..engine.config import config_from_args
+    from .engine import DetectionConfig, train_detector
+
+    given = {k: v for k, v in vars(args).items() if k not in ("detect_command", "detect_func")}
+    train_detector(config_from_args(given, schema=DetectionConfig))
+    return 0
+
+
+def _restore(checkpoint: str, device_name=None):
+    from ..models.checkpoint import restore_model
+
+    return restore_model(checkpoint, device=device_name or "cpu", task="detection")
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ..engine.distributed import init_distributed
+    from .engine import detection_loader, evaluate_detector, open_detection_data
+
+    dist = init_distributed(args.device)
+    model, record = _restore(args.checkpoint, dist.device)
+    trained_on = record["args"]
+    data = open_detection_data(args.data or trained_on["data"], args.dataset or trained_on["dataset"], None,
+                               args.test_set or trained_on["test_set"], record["size"], classes=record["classes"])
+    if tuple(data.classes) != tuple(record["classes"]):
+        raise MobileNeXtError(f"the checkpoint's classes ({', '.join(record['classes'][:5])}, ...) are not "
+                              f"the dataset's ({', '.join(data.classes[:5])}, ...).")
+    loader = detection_loader(data.test, args.batch_size, args.workers, False, dist, 0)
+    metrics = evaluate_detector(model, loader, data.classes, data.kind, dist.device)
+    out = args.out
+    if args.json:
+        print(json.dumps({k: v for k, v in metrics.items() if k != "skipped_names"}, indent=2), file=out)
+        return 0
+    print(f"{record['model']} ({args.checkpoint}) on {data.description}:", file=out)
+    print("  " + "  ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items() if isinstance(v, float)), file=out)
+    for name, ap in metrics.get("ap50_per_class", {}).items():
+        print(f"    {name:>12}  AP50 {100 * ap:.2f}", file=out)
+    if metrics["skipped"]:
+        print(f"  skipped {metrics['skipped']} unreadable image(s): {'; '.join(metrics['skipped_names'][:5])}",
+              file=out)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ..inference import find_images
+    from .predict import detect_images, plan_outputs
+
+    images = find_images(args.images)
+    if not images:
+        raise MobileNeXtError(f"no images found in {', '.join(args.images)}.")
+    outputs = plan_outputs(images, args.output, args.overwrite)  # before any work: inputs and files are safe
+    model, record = _restore(args.checkpoint, args.device)
+    failed = 0
+    for path, result in detect_images(model, images, record["classes"], args.score_thresh, outputs, args.overwrite):
+        if isinstance(result, Exception):
+            failed += 1
+            print(f"skipped: {result}", file=sys.stderr)
+            continue
+        print(f"{path}: {len(result['boxes'])} object(s)", file=args.out)
+        for box, label, score in zip(result["boxes"].tolist(), result["labels"].tolist(), result["scores"].tolist()):
+            print(f"  {score:6.2%}  {record['classes'][label - 1]:>12}  " + " ".join(f"{v:.0f}" for v in box),
+                  file=args.out)
+    print(f"drew the boxes into {args.output}/", file=args.out)
+    if failed == len(images):
+        raise MobileNeXtError("none of the images could be read.")
+    return 1 if failed else 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_detector_onnx
+
+    model, record = _restore(args.checkpoint)
+    output = check_output_file(args.output or f"{record['model']}.onnx", args.overwrite, ".onnx")
+    diff = export_detector_onnx(model, output, record["size"], overwrite=args.overwrite)
+    print(f"wrote {output} (input Nx3x{record['size']}x{record['size']} in [0, 1]; outputs boxes [N, A, 4] in "
+          f"input pixels and scores [N, A, {len(record['classes']) + 1}], background first); onnxruntime vs "
+          f"PyTorch max |diff| {diff:.3g}. Score threshold and per-class NMS are the runtime's: see "
+          "mobilenext.detection.export.postprocess.", file=args.out)
+    return 0
