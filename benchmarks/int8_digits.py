@@ -28,16 +28,38 @@ from mobilenext.tables import format_table
 
 
 def train_on_digits(model: str, output: Path, epochs: int) -> Path:
-    train(parse_train_args(["--config", "digits", "--model", model, "--epochs", str(epochs),
-                            "--output", str(output), "--resume", "auto"]))
+    train(
+        parse_train_args(
+            [
+                "--config",
+                "digits",
+                "--model",
+                model,
+                "--epochs",
+                str(epochs),
+                "--output",
+                str(output),
+                "--resume",
+                "auto",
+            ]
+        )
+    )
     return output / "best.pth"
 
 
 def measure(model: str, checkpoint: Path, folder: Path, calibration_images: int, rounds: int) -> dict:
     exports = {}
     for kind, int8 in (("fp32", False), ("int8", True)):
-        exports[kind] = export_checkpoint(None, checkpoint, folder / f"{model}_{kind}.tflite", "tflite", int8=int8,
-                                          calibration_images=calibration_images, verify_images=0, threads=1)
+        exports[kind] = export_checkpoint(
+            None,
+            checkpoint,
+            folder / f"{model}_{kind}.tflite",
+            "tflite",
+            int8=int8,
+            calibration_images=calibration_images,
+            verify_images=0,
+            threads=1,
+        )
         print(exports[kind].summary())
     fp32, int8 = exports["fp32"], exports["int8"]
     net, record = restore_model(checkpoint, None)
@@ -46,11 +68,18 @@ def measure(model: str, checkpoint: Path, folder: Path, calibration_images: int,
     fp32_times, int8_times = interleaved_times(runners, image, rounds, warmup=10)
     fp32_ms, int8_ms = statistics.median(fp32_times) * 1e3, statistics.median(int8_times) * 1e3
     return {
-        "model": model, "input": image.shape[-1], "top1_pytorch": fp32.top1_reference,
-        "top1_tflite_fp32": fp32.top1_exported, "top1_tflite_int8": int8.top1_exported,
-        "int8_change": int8.top1_exported - fp32.top1_exported, "int8_agreement": int8.top1_agreement,
-        "fp32_ms": fp32_ms, "int8_ms": int8_ms, "int8_speedup": fp32_ms / int8_ms,
-        "fp32_mb": fp32.megabytes, "int8_mb": int8.megabytes,
+        "model": model,
+        "input": image.shape[-1],
+        "top1_pytorch": fp32.top1_reference,
+        "top1_tflite_fp32": fp32.top1_exported,
+        "top1_tflite_int8": int8.top1_exported,
+        "int8_change": int8.top1_exported - fp32.top1_exported,
+        "int8_agreement": int8.top1_agreement,
+        "fp32_ms": fp32_ms,
+        "int8_ms": int8_ms,
+        "int8_speedup": fp32_ms / int8_ms,
+        "fp32_mb": fp32.megabytes,
+        "int8_mb": int8.megabytes,
     }
 
 

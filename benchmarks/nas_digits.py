@@ -69,8 +69,12 @@ def main() -> None:
     parser.add_argument("--init-channels", type=int, default=8)
     parser.add_argument("--layers", type=int, default=5)
     parser.add_argument("-b", "--batch-size", type=int, default=32)
-    parser.add_argument("--arch-lr", type=float, default=3e-3,
-                        help="alpha's Adam lr; 10x DARTS's 3e-4, since this search takes ~1/80 of its alpha steps")
+    parser.add_argument(
+        "--arch-lr",
+        type=float,
+        default=3e-3,
+        help="alpha's Adam lr; 10x DARTS's 3e-4, since this search takes ~1/80 of its alpha steps",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     output = Path(args.output)
@@ -78,25 +82,53 @@ def main() -> None:
 
     rows, weights = [], {}
     darts_v2 = network_summary(DARTS_V2)
-    rows.append({"genotype": "DARTS_V2 (published)", "params": darts_v2["params"],
-                 "madds_m": round(darts_v2["madds"] / 1e6), "normal cell": darts_v2["normal_ops"]})
+    rows.append(
+        {
+            "genotype": "DARTS_V2 (published)",
+            "params": darts_v2["params"],
+            "madds_m": round(darts_v2["madds"] / 1e6),
+            "normal cell": darts_v2["normal_ops"],
+        }
+    )
     for space in args.spaces:
         run = output / f"search-{space}"
-        cfg = config_from_args({
-            "data": str(data), "ops": (space,), "unrolled": args.unrolled, "epochs": args.epochs,
-            "init_channels": args.init_channels, "layers": args.layers, "batch_size": args.batch_size,
-            "arch_lr": args.arch_lr, "output": str(run), "resume": "auto", "workers": 0,
-        }, schema=SearchConfig)
+        cfg = config_from_args(
+            {
+                "data": str(data),
+                "ops": (space,),
+                "unrolled": args.unrolled,
+                "epochs": args.epochs,
+                "init_channels": args.init_channels,
+                "layers": args.layers,
+                "batch_size": args.batch_size,
+                "arch_lr": args.arch_lr,
+                "output": str(run),
+                "resume": "auto",
+                "workers": 0,
+            },
+            schema=SearchConfig,
+        )
         search(cfg)
         genotype = load_genotype(run / "genotype.json")
         summary = network_summary(genotype)
-        rows.append({"genotype": f"searched on digits, {space}", "params": summary["params"],
-                     "madds_m": round(summary["madds"] / 1e6), "normal cell": summary["normal_ops"]})
+        rows.append(
+            {
+                "genotype": f"searched on digits, {space}",
+                "params": summary["params"],
+                "madds_m": round(summary["madds"] / 1e6),
+                "normal cell": summary["normal_ops"],
+            }
+        )
         weights[space] = family_weights(run / "genotype.json")
         print(f"{space}: {genotype}")
     print("\nEvaluation networks at 36 channels, 20 cells, 10 classes (params without the auxiliary head):")
-    print(format_table([{**r, "normal cell": ", ".join(f"{n} {op}" for op, n in r["normal cell"].items())}
-                        for r in rows], "markdown"), end="")
+    print(
+        format_table(
+            [{**r, "normal cell": ", ".join(f"{n} {op}" for op, n in r["normal cell"].items())} for r in rows],
+            "markdown",
+        ),
+        end="",
+    )
     print("\nMean softmax weight per operation over the normal cell's edges at the end of each search:")
     for space, by_op in weights.items():
         print(f"  {space}: " + ", ".join(f"{op} {w:.3f}" for op, w in sorted(by_op.items(), key=lambda x: -x[1])))

@@ -32,8 +32,10 @@ def main() -> None:
     device = torch.device(args.device)
     model = SearchNetwork(args.init_channels, 10, args.layers, ops=OP_PRESETS["darts+sg"]).to(device)
     model.to(memory_format=torch.channels_last)
-    batch = (torch.randn(args.batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last),
-             torch.randint(0, 10, (args.batch_size,), device=device))
+    batch = (
+        torch.randn(args.batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last),
+        torch.randint(0, 10, (args.batch_size,), device=device),
+    )
     optimizer = torch.optim.SGD(model.weight_parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
 
     def weight_step():
@@ -50,8 +52,10 @@ def main() -> None:
     # lr 0 for alpha: every round measures the same network
     for architect in architects.values():
         architect.optimizer.param_groups[0]["lr"] = 0.0
-    runs = {"weight step": weight_step,
-            **{name: (lambda a=a: a.step(batch, batch, 0.025, optimizer)) for name, a in architects.items()}}
+    runs = {
+        "weight step": weight_step,
+        **{name: (lambda a=a: a.step(batch, batch, 0.025, optimizer)) for name, a in architects.items()},
+    }
     times: dict[str, list[float]] = {name: [] for name in runs}
     for run in runs.values():  # warm-up
         run()
@@ -65,8 +69,10 @@ def main() -> None:
                 torch.cuda.synchronize(device)
             times[name].append(time.perf_counter() - start)
     base = statistics.median(times["weight step"])
-    print(f"supernet {args.layers} cells x {args.init_channels} channels, batch {args.batch_size}, {device}, "
-          f"medians of {args.rounds} interleaved rounds:")
+    print(
+        f"supernet {args.layers} cells x {args.init_channels} channels, batch {args.batch_size}, {device}, "
+        f"medians of {args.rounds} interleaved rounds:"
+    )
     for name, values in times.items():
         median = statistics.median(values)
         print(f"  {name:>33}: {median:7.3f} s  {median / base:5.2f}x a weight step")

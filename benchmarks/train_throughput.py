@@ -44,8 +44,11 @@ def main() -> None:
     parser.add_argument("--memory-formats", nargs="+", default=["channels_last", "contiguous"])
     args = parser.parse_args()
 
-    variants = {(m, f): make_step(m, args.batch_size, args.img_size, f == "channels_last")
-                for m in args.models for f in args.memory_formats}
+    variants = {
+        (m, f): make_step(m, args.batch_size, args.img_size, f == "channels_last")
+        for m in args.models
+        for f in args.memory_formats
+    }
     for step in variants.values():  # warm-up: allocator, oneDNN primitive caches
         step(), step()
     times = {key: [] for key in variants}
@@ -53,8 +56,10 @@ def main() -> None:
         for key, step in variants.items():
             times[key].append(step())
 
-    print(f"train step, batch {args.batch_size}, {args.img_size} px, {torch.get_num_threads()} threads, "
-          f"median of {args.rounds} interleaved rounds")
+    print(
+        f"train step, batch {args.batch_size}, {args.img_size} px, {torch.get_num_threads()} threads, "
+        f"median of {args.rounds} interleaved rounds"
+    )
     print("| model | memory format | img/s | s/step | vs first model |")
     print("| --- | --- | ---: | ---: | ---: |")
     for fmt in args.memory_formats:

@@ -64,8 +64,20 @@ def random_official_state_dict(model_name: str, seed: int = 0) -> dict[str, torc
 
 
 # A small, quick recipe on the digits (a few seconds per epoch on 2 cores).
-QUICK = ["--model", "mobilenext_035", "--img-size", "32", "-b", "32", "--lr", "0.01", "--warmup-epochs", "0",
-         "--smoothing", "0"]
+QUICK = [
+    "--model",
+    "mobilenext_035",
+    "--img-size",
+    "32",
+    "-b",
+    "32",
+    "--lr",
+    "0.01",
+    "--warmup-epochs",
+    "0",
+    "--smoothing",
+    "0",
+]
 
 
 DIGITS_EPOCHS = 12
@@ -78,8 +90,18 @@ def digits_run(tmp_path_factory) -> tuple[Path, dict]:
     from mobilenext.engine import parse_train_args, train
 
     run = tmp_path_factory.mktemp("digits") / "run"
-    args = ["--config", "digits", "--model", "mobilenext_035", "--img-size", "32", "--epochs", str(DIGITS_EPOCHS),
-            "--output", str(run)]
+    args = [
+        "--config",
+        "digits",
+        "--model",
+        "mobilenext_035",
+        "--img-size",
+        "32",
+        "--epochs",
+        str(DIGITS_EPOCHS),
+        "--output",
+        str(run),
+    ]
     return run, train(parse_train_args(args))
 
 

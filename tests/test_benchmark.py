@@ -21,8 +21,9 @@ QUICK = dict(img_size=32, rounds=3, batch_size=4, batch_rounds=2, warmup=1, cali
 
 @pytest.fixture(scope="module")
 def report():
-    return benchmark(["mobilenext_035", "mobilenetv2_035"], ["eager", "onnxruntime"], baseline="mobilenetv2_035",
-                     **QUICK)
+    return benchmark(
+        ["mobilenext_035", "mobilenetv2_035"], ["eager", "onnxruntime"], baseline="mobilenetv2_035", **QUICK
+    )
 
 
 def test_every_model_runtime_pair_is_measured(report):
@@ -84,9 +85,27 @@ def test_onnx_profile_shares_add_up():
 
 def test_benchmark_cli_writes_its_table(tmp_path, capsys):
     torch.set_num_threads(1)
-    argv = ["benchmark", "--models", "mobilenext_035", "--runtimes", "eager", "--baseline", "mobilenext_035",
-            "--img-size", "32", "--rounds", "2", "-b", "2", "--batch-rounds", "1", "--format", "csv",
-            "-o", str(tmp_path)]
+    argv = [
+        "benchmark",
+        "--models",
+        "mobilenext_035",
+        "--runtimes",
+        "eager",
+        "--baseline",
+        "mobilenext_035",
+        "--img-size",
+        "32",
+        "--rounds",
+        "2",
+        "-b",
+        "2",
+        "--batch-rounds",
+        "1",
+        "--format",
+        "csv",
+        "-o",
+        str(tmp_path),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("model,runtime,p50_ms,p90_ms,img_s_b2,peak_mb,top1_paper,p50_vs_mobilenext_035")

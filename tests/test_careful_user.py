@@ -50,8 +50,9 @@ def _run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
 
 def _console(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "mobilenext", *argv], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mobilenext", *argv], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -77,8 +78,10 @@ def test_predict_with_ones_own_checkpoint_agrees_with_validate(digits_run, digit
     assert expected["images"] == 359 and expected["top1"] == pytest.approx(validate(checkpoint)["top1"], abs=1e-9)
 
     # No --model: the checkpoint names it. CSV: the class names are the digits' folder names.
-    code, out, err = _run_cli(["predict", str(digits_folder / "val"), "--checkpoint", str(checkpoint),
-                               "--format", "csv", "--topk", "2"], capsys)
+    code, out, err = _run_cli(
+        ["predict", str(digits_folder / "val"), "--checkpoint", str(checkpoint), "--format", "csv", "--topk", "2"],
+        capsys,
+    )
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     firsts = [r for r in rows if r["rank"] == "1"]
@@ -102,8 +105,17 @@ def test_predict_with_ones_own_checkpoint_agrees_with_validate(digits_run, digit
 def test_predict_json_is_one_document(digits_run, digits_folder, capsys):
     images = sorted((digits_folder / "val" / "7").glob("*.png"))[:3]
     (digits_folder / "broken.png").write_bytes(b"not a png")
-    code, out, err = _run_cli(["predict", *map(str, images), str(digits_folder / "broken.png"), "--checkpoint",
-                               str(digits_run[0] / "best.pth"), "--json"], capsys)
+    code, out, err = _run_cli(
+        [
+            "predict",
+            *map(str, images),
+            str(digits_folder / "broken.png"),
+            "--checkpoint",
+            str(digits_run[0] / "best.pth"),
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 1  # one image skipped
     document = json.loads(out)
     assert document["model"] == "mobilenext_035" and len(document["predictions"]) == 3
@@ -132,15 +144,30 @@ def test_a_second_writer_of_a_run_folder_is_refused(tmp_path):
 
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
     monkeypatch.setattr("time.strftime", lambda fmt, *a: "20260101-120000")
-    with open_run(None, None, "m", ONE_PROCESS, runs_root=tmp_path) as a, \
-            open_run(None, None, "m", ONE_PROCESS, runs_root=tmp_path) as b:
+    with (
+        open_run(None, None, "m", ONE_PROCESS, runs_root=tmp_path) as a,
+        open_run(None, None, "m", ONE_PROCESS, runs_root=tmp_path) as b,
+    ):
         assert a != b and {a.name, b.name} == {"m-20260101-120000", "m-20260101-120000-2"}
 
 
 def test_log_records_why_a_run_stopped_and_that_it_resumed(tmp_path):
     run = tmp_path / "run"
-    diverging = [*QUICK, "--epochs", "2", "--warmup-epochs", "1", "--warmup-lr", "0.01", "--lr", "1e30",
-                 "--log-interval", "5", "--output", str(run)]
+    diverging = [
+        *QUICK,
+        "--epochs",
+        "2",
+        "--warmup-epochs",
+        "1",
+        "--warmup-lr",
+        "0.01",
+        "--lr",
+        "1e30",
+        "--log-interval",
+        "5",
+        "--output",
+        str(run),
+    ]
     with pytest.raises(mobilenext.MobileNeXtError, match="NaN/inf"):
         train(parse_train_args(diverging))
     with pytest.raises(mobilenext.MobileNeXtError, match="NaN/inf"):  # resumed at epoch 1, diverges again
@@ -160,8 +187,17 @@ def detector_checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = create_detector("ssdlite320_mobilenext_100", num_classes=2, size=320)
     path = tmp_path_factory.mktemp("detector") / "det.pth"
-    save_checkpoint({"task": "detection", "model": "ssdlite320_mobilenext_100", "classes": ["square"], "size": 320,
-                     "args": {}, "state_dict": model.state_dict()}, path)
+    save_checkpoint(
+        {
+            "task": "detection",
+            "model": "ssdlite320_mobilenext_100",
+            "classes": ["square"],
+            "size": 320,
+            "args": {},
+            "state_dict": model.state_dict(),
+        },
+        path,
+    )
     return path
 
 
@@ -199,8 +235,22 @@ def test_export_convert_and_detect_export_keep_existing_files(tmp_path, detector
     weights = tmp_path / "w.safetensors"
     save_safetensors(timm.create_model("mobilenext_035", num_classes=10).state_dict(), weights)
     cases = [
-        (tmp_path / "m.pt2", ["export", "--model", "mobilenext_035", "--checkpoint", str(weights), "--format", "pt2",
-                              "--verify-images", "4", "--img-size", "32"]),
+        (
+            tmp_path / "m.pt2",
+            [
+                "export",
+                "--model",
+                "mobilenext_035",
+                "--checkpoint",
+                str(weights),
+                "--format",
+                "pt2",
+                "--verify-images",
+                "4",
+                "--img-size",
+                "32",
+            ],
+        ),
         (tmp_path / "c.safetensors", ["convert", str(weights)]),
         (tmp_path / "d.onnx", ["detect", "export", str(detector_checkpoint)]),
     ]
@@ -222,8 +272,25 @@ def test_nas_search_into_an_existing_run_is_refused(tmp_path, capsys):
     run = tmp_path / "search"
     run.mkdir()
     (run / "args.yaml").write_text("epochs: 50\n")
-    code, _, err = _run_cli(["nas", "search", "--data", str(data), "--output", str(run), "--init-channels", "4",
-                             "--layers", "3", "-b", "4", "-j", "0"], capsys)
+    code, _, err = _run_cli(
+        [
+            "nas",
+            "search",
+            "--data",
+            str(data),
+            "--output",
+            str(run),
+            "--init-channels",
+            "4",
+            "--layers",
+            "3",
+            "-b",
+            "4",
+            "-j",
+            "0",
+        ],
+        capsys,
+    )
     assert code == 2 and "already holds a run" in err
     assert _snapshot(run) == {"args.yaml": b"epochs: 50\n"}
 
@@ -235,8 +302,9 @@ def test_predict_skips_an_oversized_image_and_keeps_the_others(tmp_path, monkeyp
     for name, size in (("a.png", 40), ("huge.png", 700), ("c.png", 40)):
         Image.fromarray(np.full((size, size, 3), 128, np.uint8)).save(folder / name)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300 * 300)  # as if huge.png had 5x PIL's real limit
-    code, out, err = _run_cli(["predict", str(folder), "--model", "mobilenext_035", "--format", "csv",
-                               "--topk", "1"], capsys)
+    code, out, err = _run_cli(
+        ["predict", str(folder), "--model", "mobilenext_035", "--format", "csv", "--topk", "1"], capsys
+    )
     assert code == 1
     assert [Path(r["image"]).name for r in csv.DictReader(io.StringIO(out))] == ["a.png", "c.png"]
     assert "huge.png is too large" in err and "90,000" in err
@@ -260,9 +328,27 @@ def test_validate_json_without_a_checkpoint_is_pure_json(tmp_path):
 
 
 def test_benchmark_csv_is_pure_csv_even_when_saving(tmp_path, capsys):
-    argv = ["benchmark", "--runtimes", "eager", "--models", "mobilenext_035", "--baseline", "mobilenext_035",
-            "--img-size", "32", "--rounds", "2", "--batch-rounds", "1", "-b", "2", "--format", "csv",
-            "-o", str(tmp_path / "bench")]
+    argv = [
+        "benchmark",
+        "--runtimes",
+        "eager",
+        "--models",
+        "mobilenext_035",
+        "--baseline",
+        "mobilenext_035",
+        "--img-size",
+        "32",
+        "--rounds",
+        "2",
+        "--batch-rounds",
+        "1",
+        "-b",
+        "2",
+        "--format",
+        "csv",
+        "-o",
+        str(tmp_path / "bench"),
+    ]
     code, out, err = _run_cli(argv, capsys)
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
@@ -274,8 +360,20 @@ def test_benchmark_csv_is_pure_csv_even_when_saving(tmp_path, capsys):
 
 # --- 7. export without a checkpoint: the model's resolution, a check that means something; NAS networks fuse ------
 def test_export_without_checkpoint_uses_the_models_resolution_and_real_logits(tmp_path, capsys):
-    code, out, err = _run_cli(["export", "--model", "mobilenext_035", "--format", "pt2", "--verify-images", "4",
-                               "-o", str(tmp_path / "m.pt2")], capsys)
+    code, out, err = _run_cli(
+        [
+            "export",
+            "--model",
+            "mobilenext_035",
+            "--format",
+            "pt2",
+            "--verify-images",
+            "4",
+            "-o",
+            str(tmp_path / "m.pt2"),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "input Nx3x224x224" in out
     logits = float(out.split("logits up to ")[1].split(")")[0])

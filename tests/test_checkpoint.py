@@ -170,10 +170,13 @@ def test_convert_into_missing_folder(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("tags", [
-    {"format": "mobilenext-train-1", "args": {"model": "mobilenext_035"}},  # format 1: the model in its args
-    {"format": "mobilenext-train-2", "task": "classification", "model": "mobilenext_035", "args": {}},
-])
+@pytest.mark.parametrize(
+    "tags",
+    [
+        {"format": "mobilenext-train-1", "args": {"model": "mobilenext_035"}},  # format 1: the model in its args
+        {"format": "mobilenext-train-2", "task": "classification", "model": "mobilenext_035", "args": {}},
+    ],
+)
 def test_training_records_of_both_formats_name_the_model(tmp_path, tags):
     model = timm.create_model("mobilenext_035", num_classes=2)
     path = tmp_path / "last.pth"

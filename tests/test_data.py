@@ -52,8 +52,11 @@ def _write_cifar(root, name="cifar10", n=6, drop=()):
             continue
         batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), key: list(rng.integers(0, 10, n))}
         (folder / f).write_bytes(pickle.dumps(batch))
-    meta = {b"label_names": [f"c{i}" for i in range(10)]} if name == "cifar10" else \
-        {b"fine_label_names": [f"c{i}" for i in range(100)]}
+    meta = (
+        {b"label_names": [f"c{i}" for i in range(10)]}
+        if name == "cifar10"
+        else {b"fine_label_names": [f"c{i}" for i in range(100)]}
+    )
     (folder / ("batches.meta" if name == "cifar10" else "meta")).write_bytes(pickle.dumps(meta))
     return folder
 
@@ -66,8 +69,9 @@ def test_cifar_python_format(tmp_path, name):
     assert len(data.classes) == (10 if name == "cifar10" else 100)
     image, label = data.train[0]
     assert image.size == (32, 32) and isinstance(label, int)
-    raw = pickle.loads((tmp_path / next(tmp_path.iterdir()).name / ("test_batch" if name == "cifar10" else "test"))
-                       .read_bytes())
+    raw = pickle.loads(
+        (tmp_path / next(tmp_path.iterdir()).name / ("test_batch" if name == "cifar10" else "test")).read_bytes()
+    )
     assert np.array_equal(np.asarray(data.val[2][0]), raw[b"data"][2].reshape(3, 32, 32).transpose(1, 2, 0))
 
 

@@ -64,7 +64,12 @@ def test_mobilenext_taps_inside_blocks_with_the_classifiers_weights(backbone_wei
         body(x)
         features = detector.backbone(x)
     assert [tuple(f.shape[1:]) for f in features.values()] == [
-        (576, 20, 20), (1280, 10, 10), (512, 5, 5), (256, 3, 3), (256, 2, 2), (128, 1, 1)
+        (576, 20, 20),
+        (1280, 10, 10),
+        (512, 5, 5),
+        (256, 3, 3),
+        (256, 2, 2),
+        (128, 1, 1),
     ]
     torch.testing.assert_close(features["0"], taps["16"])
     torch.testing.assert_close(features["1"], taps["32"])
@@ -91,7 +96,12 @@ def test_mobilenetv2_baseline_taps_96_and_1280():
     with torch.no_grad():
         features = detector.backbone(torch.randn(1, 3, 320, 320))
     assert [tuple(f.shape[1:3]) for f in features.values()] == [
-        (96, 20), (1280, 10), (512, 5), (256, 3), (256, 2), (64, 1)
+        (96, 20),
+        (1280, 10),
+        (512, 5),
+        (256, 3),
+        (256, 2),
+        (64, 1),
     ]
 
 
@@ -120,8 +130,10 @@ def test_default_boxes_are_the_authors():
 def test_train_and_eval_forward_on_any_image_size():
     detector = create_detector("ssdlite_mobilenext_035", num_classes=4, size=128)
     images = [torch.rand(3, 100, 140), torch.rand(3, 128, 128)]
-    targets = [{"boxes": torch.tensor([[10.0, 20.0, 60.0, 90.0]]), "labels": torch.tensor([2])},
-               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]  # no objects: fine
+    targets = [
+        {"boxes": torch.tensor([[10.0, 20.0, 60.0, 90.0]]), "labels": torch.tensor([2])},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
+    ]  # no objects: fine
     losses = detector.train()(images, targets)
     assert set(losses) == {"bbox_regression", "classification"}
     assert all(torch.isfinite(v) for v in losses.values())
@@ -142,8 +154,12 @@ def test_bad_detector_requests():
 
 def test_recipes_are_the_authors_settings():
     detection = [name for name in list_configs() if name.startswith("ssdlite")]
-    assert sorted(detection) == ["ssdlite320_mobilenetv2_coco", "ssdlite320_mobilenetv2_voc",
-                                 "ssdlite320_mobilenext_coco", "ssdlite320_mobilenext_voc"]
+    assert sorted(detection) == [
+        "ssdlite320_mobilenetv2_coco",
+        "ssdlite320_mobilenetv2_voc",
+        "ssdlite320_mobilenext_coco",
+        "ssdlite320_mobilenext_voc",
+    ]
     for name in detection:
         cfg = DetectionConfig(**load_config(name, DetectionConfig))
         assert create_detector(cfg.model, num_classes=2, size=cfg.size) is not None
@@ -173,8 +189,25 @@ def test_data_with_classes_the_reader_does_not_know_is_one_clear_error(tmp_path)
 
 
 # --- end to end on a generated VOC-format dataset ----------------------------------------------------------
-QUICK = ["--model", "ssdlite_mobilenext_035", "--size", "128", "--train-sets", "2007/trainval", "--no-augment",
-         "--opt", "adamw", "--lr", "0.002", "--weight-decay", "1e-4", "--warmup-iterations", "50", "-j", "0"]
+QUICK = [
+    "--model",
+    "ssdlite_mobilenext_035",
+    "--size",
+    "128",
+    "--train-sets",
+    "2007/trainval",
+    "--no-augment",
+    "--opt",
+    "adamw",
+    "--lr",
+    "0.002",
+    "--weight-decay",
+    "1e-4",
+    "--warmup-iterations",
+    "50",
+    "-j",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +218,25 @@ def shapes_run(tmp_path_factory):
 
     root = write_shapes_voc(tmp_path_factory.mktemp("shapes"), train_images=480, test_images=48, classes=["square"])
     run = tmp_path_factory.mktemp("det") / "run"
-    cfg = parse_detect_args([*QUICK, "--classes", "square", "--data", str(root), "-b", "16", "--iterations", "400",
-                             "--lr-steps", "350", "--eval-interval", "200", "--output", str(run)])
+    cfg = parse_detect_args(
+        [
+            *QUICK,
+            "--classes",
+            "square",
+            "--data",
+            str(root),
+            "-b",
+            "16",
+            "--iterations",
+            "400",
+            "--lr-steps",
+            "350",
+            "--eval-interval",
+            "200",
+            "--output",
+            str(run),
+        ]
+    )
     return root, run, train_detector(cfg)
 
 
@@ -214,8 +264,18 @@ def test_predict_cli_draws_boxes_onto_pngs(shapes_run, tmp_path, capsys):
     image = root / "VOCdevkit" / "VOC2007" / "JPEGImages" / "000481.jpg"  # held out
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    code = main(["detect", "predict", str(image), str(broken), "--checkpoint", str(run / "best.pth"),
-                 "-o", str(tmp_path / "drawn")])
+    code = main(
+        [
+            "detect",
+            "predict",
+            str(image),
+            str(broken),
+            "--checkpoint",
+            str(run / "best.pth"),
+            "-o",
+            str(tmp_path / "drawn"),
+        ]
+    )
     assert code == 1  # one image could not be read
     out, err = capsys.readouterr()
     assert "000481.jpg:" in out and "object(s)" in out and "broken.jpg" in err
@@ -227,8 +287,17 @@ def test_detector_graph_plus_postprocess_reproduces_torchvision(tmp_path, capsys
     torch.manual_seed(0)
     detector = create_detector("ssdlite_mobilenext_035", num_classes=4, size=128, score_thresh=0.2).eval()
     checkpoint = tmp_path / "det.pth"  # as `detect train` saves it, so the export goes through the CLI
-    save_checkpoint({"task": "detection", "model": "ssdlite_mobilenext_035", "classes": ["a", "b", "c"],
-                     "size": 128, "args": {}, "state_dict": detector.state_dict()}, checkpoint)
+    save_checkpoint(
+        {
+            "task": "detection",
+            "model": "ssdlite_mobilenext_035",
+            "classes": ["a", "b", "c"],
+            "size": 128,
+            "args": {},
+            "state_dict": detector.state_dict(),
+        },
+        checkpoint,
+    )
     assert main(["detect", "export", str(checkpoint), "-o", str(tmp_path / "d.onnx")]) == 0
     printed = capsys.readouterr().out
     assert float(re.search(r"max \|diff\| (\S+?)\. ", printed).group(1)) < 1e-4  # onnxruntime vs PyTorch
@@ -254,8 +323,21 @@ def test_resume_continues_with_the_same_batches_and_bad_images_are_counted(tmp_p
     root = write_shapes_voc(tmp_path / "data", train_images=16, test_images=4)
     jpeg = root / "VOCdevkit" / "VOC2007" / "JPEGImages" / "000003.jpg"
     jpeg.write_bytes(jpeg.read_bytes()[:200])  # truncated: replaced in its batch, counted
-    args = [*QUICK, "--classes", *SHAPES_CLASSES, "--data", str(root), "--size", "96", "-b", "4",
-            "--eval-interval", "2", "--lr-steps", "100"]
+    args = [
+        *QUICK,
+        "--classes",
+        *SHAPES_CLASSES,
+        "--data",
+        str(root),
+        "--size",
+        "96",
+        "-b",
+        "4",
+        "--eval-interval",
+        "2",
+        "--lr-steps",
+        "100",
+    ]
     straight = tmp_path / "straight"
     train_detector(parse_detect_args([*args, "--iterations", "6", "--output", str(straight)]))
     # --resume auto without --output continues the newest run of the model in runs/, not a new folder
@@ -311,9 +393,34 @@ def test_two_process_ddp_on_cpu(tmp_path):
     root = write_shapes_voc(tmp_path / "data", train_images=16, test_images=4)
     run = tmp_path / "ddp"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "mobilenext",
-           "detect", "train", *QUICK, "--classes", *SHAPES_CLASSES, "--data", str(root), "--size", "96", "-b", "4",
-           "--iterations", "3", "--eval-interval", "3", "--lr-steps", "100", "--output", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "mobilenext",
+        "detect",
+        "train",
+        *QUICK,
+        "--classes",
+        *SHAPES_CLASSES,
+        "--data",
+        str(root),
+        "--size",
+        "96",
+        "-b",
+        "4",
+        "--iterations",
+        "3",
+        "--eval-interval",
+        "3",
+        "--lr-steps",
+        "100",
+        "--output",
+        str(run),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("iteration 3/3") == 1 and "batch 4 x 2" in proc.stdout
@@ -334,8 +441,16 @@ def _voc_to_coco(voc_root, coco_root, image_set: str, split: str) -> None:
         images.append({"id": index + 1, "file_name": name, "height": image.shape[1], "width": image.shape[2]})
         for box, label in zip(target["boxes"].tolist(), target["labels"].tolist()):
             x1, y1, x2, y2 = box
-            annotations.append({"id": len(annotations) + 1, "image_id": index + 1, "category_id": 10 * label,
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": index + 1,
+                    "category_id": 10 * label,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
     categories = [{"id": 10 * (i + 1), "name": name} for i, name in enumerate(SHAPES_CLASSES)]
     document = {"images": images, "annotations": annotations, "categories": categories}
     (coco_root / "annotations" / f"instances_{split}.json").write_text(json.dumps(document))
@@ -350,7 +465,25 @@ def test_coco_folder_trains_and_scores_with_coco_ap(tmp_path):
     _voc_to_coco(voc, coco, "test", "val2017")
     data = open_detection_data(coco, size=96)  # found as COCO; the default VOC set names map to its splits
     assert data.kind == "coco" and data.classes == SHAPES_CLASSES and (len(data.train), len(data.test)) == (8, 4)
-    result = train_detector(parse_detect_args([*QUICK, "--data", str(coco), "--size", "96", "-b", "4",
-                                               "--iterations", "2", "--eval-interval", "2", "--lr-steps", "100",
-                                               "--output", str(tmp_path / "run")]))
+    result = train_detector(
+        parse_detect_args(
+            [
+                *QUICK,
+                "--data",
+                str(coco),
+                "--size",
+                "96",
+                "-b",
+                "4",
+                "--iterations",
+                "2",
+                "--eval-interval",
+                "2",
+                "--lr-steps",
+                "100",
+                "--output",
+                str(tmp_path / "run"),
+            ]
+        )
+    )
     assert {"ap", "ap50", "ap75", "map50"} <= set(result) and 0 <= result["ap50"] <= 1

@@ -123,8 +123,10 @@ def write_problem_voc(root: Path) -> tuple[Path, int, int]:
 
     def obj(name, box, difficult=0):
         coords = "".join(f"<{k}>{v}</{k}>" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box))
-        return (f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
-                f"<difficult>{difficult}</difficult><bndbox>{coords}</bndbox></object>")
+        return (
+            f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
+            f"<difficult>{difficult}</difficult><bndbox>{coords}</bndbox></object>"
+        )
 
     objects = [
         obj("circle", (1, 1, 10, 10)),  # 1-based inclusive: the top-left 10x10 pixels
@@ -194,8 +196,9 @@ def test_truncated_jpeg_is_reported_by_tolerant_dataset_and_collate(tmp_path):
     assert len(ds) == 3  # the header is intact: only decoding finds the damage
     with pytest.raises(UnreadableImage, match="000002.jpg"):
         ds[1]
-    loader = torch.utils.data.DataLoader(TolerantDataset(ds, substitute=False), batch_size=3,
-                                         collate_fn=collate_detection)
+    loader = torch.utils.data.DataLoader(
+        TolerantDataset(ds, substitute=False), batch_size=3, collate_fn=collate_detection
+    )
     images, targets, problems = next(iter(loader))
     assert len(images) == len(targets) == 2 and [t["image_id"] for t in targets] == [0, 2]
     assert len(problems) == 1 and "000002.jpg" in problems[0]
@@ -284,8 +287,11 @@ def test_training_transforms_keep_boxes_inside_the_resized_image(shapes):
 
 def test_training_transforms_pass_images_without_objects(tmp_path):
     image = tv_tensors.Image(torch.randint(0, 256, (3, 50, 70), dtype=torch.uint8))
-    target = {"boxes": tv_tensors.BoundingBoxes(torch.zeros(0, 4), format="XYXY", canvas_size=(50, 70)),
-              "labels": torch.zeros(0, dtype=torch.int64), "difficult": torch.zeros(0, dtype=torch.bool)}
+    target = {
+        "boxes": tv_tensors.BoundingBoxes(torch.zeros(0, 4), format="XYXY", canvas_size=(50, 70)),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "difficult": torch.zeros(0, dtype=torch.bool),
+    }
     transforms = detection_transforms(True, size=32)
     for seed in range(10):
         torch.manual_seed(seed)
@@ -297,8 +303,11 @@ def test_training_transforms_pass_images_without_objects(tmp_path):
 def test_sanitize_filters_difficult_with_labels_and_evaluation_keeps_size():
     sanitize = detection_transforms(True).transforms[-2]
     image = tv_tensors.Image(torch.zeros(3, 20, 20, dtype=torch.uint8))
-    target = {"boxes": tv_tensors.BoundingBoxes([[0, 0, 0, 0], [2, 2, 9, 9]], format="XYXY", canvas_size=(20, 20)),
-              "labels": torch.tensor([1, 2]), "difficult": torch.tensor([False, True])}
+    target = {
+        "boxes": tv_tensors.BoundingBoxes([[0, 0, 0, 0], [2, 2, 9, 9]], format="XYXY", canvas_size=(20, 20)),
+        "labels": torch.tensor([1, 2]),
+        "difficult": torch.tensor([False, True]),
+    }
     _, out = sanitize(image, target)
     assert out["boxes"].tolist() == [[2, 2, 9, 9]] and out["labels"].tolist() == [2]
     assert out["difficult"].tolist() == [True]

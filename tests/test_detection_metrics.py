@@ -20,14 +20,18 @@ from mobilenext.errors import ConfigError, MissingDependencyError
 
 
 def det(boxes, scores, labels):
-    return {"boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "scores": torch.as_tensor(scores, dtype=torch.float32),
-            "labels": torch.as_tensor(labels, dtype=torch.int64)}
+    return {
+        "boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "scores": torch.as_tensor(scores, dtype=torch.float32),
+        "labels": torch.as_tensor(labels, dtype=torch.int64),
+    }
 
 
 def gt(boxes, labels, difficult=None):
-    target = {"boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-              "labels": torch.as_tensor(labels, dtype=torch.int64)}
+    target = {
+        "boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.as_tensor(labels, dtype=torch.int64),
+    }
     if difficult is not None:
         target["difficult"] = torch.tensor(difficult, dtype=torch.bool)
     return target
@@ -58,8 +62,11 @@ def gt(boxes, labels, difficult=None):
 
 HAND_DETECTIONS = [
     det([[20, 20, 30, 30], [1, 0, 10, 10], [0, 0, 10, 10]], [0.7, 0.8, 0.9], [1, 1, 1]),
-    det([[0, 0, 20, 20], [0, 0, 20, 8], [40, 40, 50, 50], [0, 0, 20, 20], [5, 5, 9, 9]],
-        [0.95, 0.6, 0.3, 0.5, 0.4], [2, 1, 2, 1, 3]),
+    det(
+        [[0, 0, 20, 20], [0, 0, 20, 8], [40, 40, 50, 50], [0, 0, 20, 20], [5, 5, 9, 9]],
+        [0.95, 0.6, 0.3, 0.5, 0.4],
+        [2, 1, 2, 1, 3],
+    ),
 ]
 HAND_TARGETS = [
     gt([[0, 0, 10, 10], [20, 20, 30, 30]], [1, 1], [False, True]),
@@ -77,7 +84,9 @@ def test_hand_computed_voc_case_over_two_batches():
     assert result["map50"] == pytest.approx(5 / 8)
     assert result["map50_voc07"] == pytest.approx(7 / 11)
     assert average_precision_per_class(HAND_DETECTIONS, HAND_TARGETS, 3) == {
-        1: pytest.approx((3 / 4, 17 / 22)), 2: pytest.approx((1 / 2, 1 / 2))}
+        1: pytest.approx((3 / 4, 17 / 22)),
+        2: pytest.approx((1 / 2, 1 / 2)),
+    }
 
 
 def test_hand_computed_cat_curve():
@@ -86,8 +95,12 @@ def test_hand_computed_cat_curve():
     # in the input order: the difficult one, the duplicate, the first hit
     assert tp0.tolist() == [False, False, True] and fp0.tolist() == [False, True, False]
     cat1 = HAND_DETECTIONS[1]["labels"] == 1
-    tp1, fp1 = match_image(HAND_DETECTIONS[1]["boxes"][cat1].numpy(), HAND_DETECTIONS[1]["scores"][cat1].numpy(),
-                           HAND_TARGETS[1]["boxes"][:1].numpy(), np.zeros(1, bool))
+    tp1, fp1 = match_image(
+        HAND_DETECTIONS[1]["boxes"][cat1].numpy(),
+        HAND_DETECTIONS[1]["scores"][cat1].numpy(),
+        HAND_TARGETS[1]["boxes"][:1].numpy(),
+        np.zeros(1, bool),
+    )
     scores = np.concatenate([d["scores"].numpy(), HAND_DETECTIONS[1]["scores"][cat1].numpy()])
     recall, precision = precision_recall(scores, np.concatenate([tp0, tp1]), np.concatenate([fp0, fp1]), 2)
     assert recall.tolist() == pytest.approx([1 / 2, 1 / 2, 1 / 2, 1])
@@ -162,8 +175,13 @@ def _devkit_reference(detections, targets, label, use_07_metric):
     recs = []
     for t in targets:
         keep = t["labels"].numpy() == label
-        recs.append({"bbox": t["boxes"].numpy()[keep].astype(float), "difficult": t["difficult"].numpy()[keep],
-                     "det": [False] * int(keep.sum())})
+        recs.append(
+            {
+                "bbox": t["boxes"].numpy()[keep].astype(float),
+                "difficult": t["difficult"].numpy()[keep],
+                "det": [False] * int(keep.sum()),
+            }
+        )
     npos = sum(int((~r["difficult"]).sum()) for r in recs)
     image_ids, confidence, boxes = [], [], []
     for i, d in enumerate(detections):
@@ -258,35 +276,42 @@ def test_difficult_ground_truth_is_ignored(metric):
     assert evaluator.compute()["map50"] == pytest.approx(1.0)
     # COCO's name for it works too
     evaluator.reset()
-    evaluator.update(detections, [{"boxes": targets[0]["boxes"], "labels": targets[0]["labels"],
-                                   "iscrowd": torch.tensor([0, 1, 1])}])
+    evaluator.update(
+        detections, [{"boxes": targets[0]["boxes"], "labels": targets[0]["labels"], "iscrowd": torch.tensor([0, 1, 1])}]
+    )
     assert evaluator.compute()["map50"] == pytest.approx(1.0)
 
 
 GOOD_DET, GOOD_GT = det([[0, 0, 10, 10]], [0.9], [1]), gt([[0, 0, 10, 10]], [1])
 
 
-@pytest.mark.parametrize("detections, targets, match", [
-    ([GOOD_DET], [GOOD_GT, GOOD_GT], "detections for 1 images but targets for 2"),
-    ([{**GOOD_DET, "boxes": torch.zeros(1, 5)}], [GOOD_GT], r"shape \[N, 4\]"),
-    ([GOOD_DET], [{**GOOD_GT, "boxes": torch.tensor([[0.0, 0, 10, 10, 1]])}], r"shape \[N, 4\]"),
-    ([{**GOOD_DET, "labels": torch.tensor([0])}], [GOOD_GT], r"label 0, outside 1\.\.2"),
-    ([GOOD_DET], [{**GOOD_GT, "labels": torch.tensor([3])}], r"label 3, outside 1\.\.2"),
-    ([{**GOOD_DET, "scores": torch.tensor([0.9, 0.1])}], [GOOD_GT], "'scores' has 2 entries but there are 1 boxes"),
-    ([{"boxes": GOOD_DET["boxes"], "labels": GOOD_DET["labels"]}], [GOOD_GT], "'scores' entry"),
-    ([GOOD_DET], [{**GOOD_GT, "boxes": torch.tensor([[10.0, 0, 5, 10]])}], "x2 >= x1"),
-])
+@pytest.mark.parametrize(
+    "detections, targets, match",
+    [
+        ([GOOD_DET], [GOOD_GT, GOOD_GT], "detections for 1 images but targets for 2"),
+        ([{**GOOD_DET, "boxes": torch.zeros(1, 5)}], [GOOD_GT], r"shape \[N, 4\]"),
+        ([GOOD_DET], [{**GOOD_GT, "boxes": torch.tensor([[0.0, 0, 10, 10, 1]])}], r"shape \[N, 4\]"),
+        ([{**GOOD_DET, "labels": torch.tensor([0])}], [GOOD_GT], r"label 0, outside 1\.\.2"),
+        ([GOOD_DET], [{**GOOD_GT, "labels": torch.tensor([3])}], r"label 3, outside 1\.\.2"),
+        ([{**GOOD_DET, "scores": torch.tensor([0.9, 0.1])}], [GOOD_GT], "'scores' has 2 entries but there are 1 boxes"),
+        ([{"boxes": GOOD_DET["boxes"], "labels": GOOD_DET["labels"]}], [GOOD_GT], "'scores' entry"),
+        ([GOOD_DET], [{**GOOD_GT, "boxes": torch.tensor([[10.0, 0, 5, 10]])}], "x2 >= x1"),
+    ],
+)
 def test_bad_input_is_one_clear_error(detections, targets, match):
     with pytest.raises(ConfigError, match=match):
         DetectionEvaluator(2).update(detections, targets)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"num_classes": 0}, "num_classes"),
-    ({"num_classes": 2, "metric": "map"}, "unknown detection metric 'map'"),
-    ({"num_classes": 2, "class_names": ["a"]}, "2 distinct names"),
-    ({"num_classes": 2, "class_names": ["a", "a"]}, "with repeats"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_classes": 0}, "num_classes"),
+        ({"num_classes": 2, "metric": "map"}, "unknown detection metric 'map'"),
+        ({"num_classes": 2, "class_names": ["a"]}, "2 distinct names"),
+        ({"num_classes": 2, "class_names": ["a", "a"]}, "with repeats"),
+    ],
+)
 def test_bad_settings(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         DetectionEvaluator(**kwargs)

@@ -113,14 +113,25 @@ def test_a_nan_loss_on_one_rank_stops_every_rank(tmp_path):
     script.write_text(_NAN_ON_RANK_1)
     voc = write_shapes_voc(tmp_path / "voc", train_images=8, test_images=2, classes=["square"])
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-           str(tmp_path), str(voc)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        str(tmp_path),
+        str(voc),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     printed = proc.stdout + proc.stderr
     assert proc.returncode == 0, printed
     for task in ("classification", "detection"):
         for rank in (0, 1):
-            found = re.search(rf"rank {rank} {task}: stopped after ([\d.]+)s: the training loss became NaN/inf at "
-                              r"(epoch|round) 0, step 1", printed)
+            found = re.search(
+                rf"rank {rank} {task}: stopped after ([\d.]+)s: the training loss became NaN/inf at "
+                r"(epoch|round) 0, step 1",
+                printed,
+            )
             assert found, printed
             assert float(found.group(1)) < 60  # seconds, set-up included; the old detection loop hung here

@@ -86,8 +86,9 @@ def digits_checkpoint(digits_run):
 
 
 def test_int8_tflite_agrees_with_float_on_most_labels(digits_checkpoint, tmp_path):
-    report = export_checkpoint(None, digits_checkpoint, tmp_path / "q.tflite", "tflite", int8=True,
-                               calibration_images=64, verify_images=0)
+    report = export_checkpoint(
+        None, digits_checkpoint, tmp_path / "q.tflite", "tflite", int8=True, calibration_images=64, verify_images=0
+    )
     assert report.int8 and report.images == 359  # the whole held-out split
     assert report.input_shape == (1, 3, 32, 32)  # the checkpoint's resolution
     assert report.top1_reference > 80 and report.top1_agreement >= 0.9
@@ -98,8 +99,22 @@ def test_int8_tflite_agrees_with_float_on_most_labels(digits_checkpoint, tmp_pat
 
 def test_export_cli_checks_the_file_and_names_the_model(digits_checkpoint, tmp_path, capsys):
     out = tmp_path / "digits.onnx"
-    assert main(["export", "--checkpoint", str(digits_checkpoint), "--format", "onnx", "-o", str(out),
-                 "--verify-images", "16"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(digits_checkpoint),
+                "--format",
+                "onnx",
+                "-o",
+                str(out),
+                "--verify-images",
+                "16",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert f"wrote {out} (onnx, input Nx3x32x32" in printed and "top-1 agreement 100.0%" in printed
     assert "top-1 on their labels" in printed

@@ -78,13 +78,27 @@ def test_restore_model_restores_detectors_and_refuses_the_other_task(tmp_path):
     torch.manual_seed(0)
     detector = create_detector("ssdlite_mobilenext_035", num_classes=3, size=96).eval()
     det_path = tmp_path / "det.pth"  # as `detect train` saves it
-    save_checkpoint({"task": "detection", "model": "ssdlite_mobilenext_035", "classes": ["a", "b"], "size": 96,
-                     "args": {"lr": 0.1}, "state_dict": detector.state_dict()}, det_path)
+    save_checkpoint(
+        {
+            "task": "detection",
+            "model": "ssdlite_mobilenext_035",
+            "classes": ["a", "b"],
+            "size": 96,
+            "args": {"lr": 0.1},
+            "state_dict": detector.state_dict(),
+        },
+        det_path,
+    )
 
     restored, record = restore_model(det_path, task="detection")
     assert not restored.training
     assert (record["task"], record["model"], record["classes"], record["size"], record["args"]) == (
-        "detection", "ssdlite_mobilenext_035", ["a", "b"], 96, {"lr": 0.1})
+        "detection",
+        "ssdlite_mobilenext_035",
+        ["a", "b"],
+        96,
+        {"lr": 0.1},
+    )
     images = [torch.rand(3, 96, 96)]
     with torch.no_grad():
         for got, want in zip(restored(images), detector(images), strict=True):
@@ -97,8 +111,15 @@ def test_restore_model_restores_detectors_and_refuses_the_other_task(tmp_path):
     assert "is a detector" in _one_sentence(error)
 
     cls_path = tmp_path / "cls.pth"
-    save_checkpoint({"task": "classification", "model": "mobilenext_035", "args": {"model": "mobilenext_035"},
-                     "state_dict": create_model("mobilenext_035", num_classes=2).state_dict()}, cls_path)
+    save_checkpoint(
+        {
+            "task": "classification",
+            "model": "mobilenext_035",
+            "args": {"model": "mobilenext_035"},
+            "state_dict": create_model("mobilenext_035", num_classes=2).state_dict(),
+        },
+        cls_path,
+    )
     with pytest.raises(CheckpointError) as error:
         restore_model(cls_path, task="detection")
     assert "is a classification checkpoint" in _one_sentence(error)

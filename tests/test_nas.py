@@ -92,6 +92,7 @@ def _hand_count(classes: int = 10) -> int:
     """SMALL at 4 initial channels and 3 cells, counted by hand. Stem 3 -> 12. Cells: 0 normal (C 4, inputs
     12 and 12, output 2 x 4 = 8), 1 reduction (C 8, inputs 12 and 8, output 16), 2 reduction after a
     reduction (C 16, inputs 8 and 16 with the first factorized-reduced, output 32). BN has 2 per channel."""
+
     def relu_conv_bn(cin, c):
         return cin * c + 2 * c
 
@@ -102,9 +103,11 @@ def _hand_count(classes: int = 10) -> int:
         dw_pw = {3: 9 * c + c * c + 2 * c, 5: 25 * c + c * c + 2 * c}
         r = max(8, c // 6)  # the sandglass middle, a multiple of 8 (C <= 48 here)
         return {
-            "sep_conv_3x3": 2 * dw_pw[3], "dil_conv_5x5": dw_pw[5],
+            "sep_conv_3x3": 2 * dw_pw[3],
+            "dil_conv_5x5": dw_pw[5],
             "skip_connect": 0 if stride == 1 else factorized_reduce(c, c),
-            "max_pool_3x3": 0, "avg_pool_3x3": 0,
+            "max_pool_3x3": 0,
+            "avg_pool_3x3": 0,
             "sg_block_3x3": (9 * c + 2 * c) + (c * r + 2 * r) + (r * c + 2 * c) + (9 * c + 2 * c),
             "ir_block_3x3": (c * 6 * c + 12 * c) + (9 * 6 * c + 12 * c) + (6 * c * c + 2 * c),
         }[name]
@@ -120,8 +123,9 @@ def _hand_count(classes: int = 10) -> int:
 
 
 def test_network_from_a_genotype_has_the_hand_counted_parameters(tmp_path):
-    model = timm.create_model("darts_cifar", genotype=str(save_genotype(SMALL, tmp_path / "g.json")),
-                              init_channels=4, layers=3)
+    model = timm.create_model(
+        "darts_cifar", genotype=str(save_genotype(SMALL, tmp_path / "g.json")), init_channels=4, layers=3
+    )
     assert count_network_params(model) == _hand_count()
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
@@ -138,11 +142,15 @@ def test_darts_v2_has_the_published_parameter_count():
 def test_derivation_keeps_the_two_strongest_inputs_ignoring_none():
     ops = ["none", "skip_connect", "sep_conv_3x3"]
     # One node (steps=1), two inputs; then a second node with three inputs (steps=2).
-    normal = torch.tensor([[0.9, 0.05, 0.05],   # node 2 <- 0: 'none' is strongest but never chosen
-                           [0.1, 0.2, 0.7],     # node 2 <- 1
-                           [0.1, 0.6, 0.3],     # node 3 <- 0
-                           [0.0, 0.1, 0.9],     # node 3 <- 1  (strongest)
-                           [0.2, 0.1, 0.7]])    # node 3 <- 2  (beats 0.6)
+    normal = torch.tensor(
+        [
+            [0.9, 0.05, 0.05],  # node 2 <- 0: 'none' is strongest but never chosen
+            [0.1, 0.2, 0.7],  # node 2 <- 1
+            [0.1, 0.6, 0.3],  # node 3 <- 0
+            [0.0, 0.1, 0.9],  # node 3 <- 1  (strongest)
+            [0.2, 0.1, 0.7],
+        ]
+    )  # node 3 <- 2  (beats 0.6)
     genotype = derive_genotype(normal, normal, ops, steps=2)
     assert genotype.normal == (("skip_connect", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 1), ("sep_conv_3x3", 2))
     assert genotype.normal_concat == (2, 3)
@@ -225,8 +233,7 @@ def test_second_order_gradient_equals_finite_differences(hessian, radius):
             numeric.view(-1)[index] = (plus - minus) / (2 * h)
         torch.testing.assert_close(grad, numeric, rtol=1e-3, atol=1e-6)
     # ... and the second-order term matters here: the first-order gradient is clearly different.
-    first_order = torch.autograd.grad(torch.nn.functional.cross_entropy(model(val[0]), val[1]),
-                                      model.arch_parameters())
+    first_order = torch.autograd.grad(torch.nn.functional.cross_entropy(model(val[0]), val[1]), model.arch_parameters())
     gap = sum((a - f).norm() for a, f in zip(analytic, first_order))
     assert gap > 0.05 * sum(f.norm() for f in first_order)
 
@@ -291,8 +298,28 @@ def test_interrupted_search_resumes_exactly(cifar, tmp_path):
 
 def test_search_cli_with_the_inverted_residual_space(cifar, tmp_path, capsys):
     out = tmp_path / "ir"
-    args = ["nas", "search", "--data", str(cifar), "--ops", "darts+ir", "--epochs", "1",
-            "-b", "16", "--init-channels", "4", "--layers", "3", "--nodes", "2", "-j", "0", "--output", str(out)]
+    args = [
+        "nas",
+        "search",
+        "--data",
+        str(cifar),
+        "--ops",
+        "darts+ir",
+        "--epochs",
+        "1",
+        "-b",
+        "16",
+        "--init-channels",
+        "4",
+        "--layers",
+        "3",
+        "--nodes",
+        "2",
+        "-j",
+        "0",
+        "--output",
+        str(out),
+    ]
     assert main(args) == 0
     genotype = load_genotype(out / "genotype.json")
     assert {op for op, _ in genotype.normal + genotype.reduce} <= set(resolve_ops("darts+ir")) - {"none"}
@@ -345,8 +372,31 @@ def test_darts_recipes_load_with_their_settings():
 def test_nas_train_then_validate_reproduces_the_logged_accuracy(cifar, tmp_path, capsys):
     genotype = save_genotype(SMALL, tmp_path / "g.json")
     out = tmp_path / "run"
-    assert main(["nas", "train", "--data", str(cifar), "--genotype", str(genotype), "--epochs", "2", "-b", "16",
-                 "--init-channels", "4", "--layers", "5", "-j", "0", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "nas",
+                "train",
+                "--data",
+                str(cifar),
+                "--genotype",
+                str(genotype),
+                "--epochs",
+                "2",
+                "-b",
+                "16",
+                "--init-channels",
+                "4",
+                "--layers",
+                "5",
+                "-j",
+                "0",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     log = capsys.readouterr().out
     assert f"{count_network_params(NetworkCIFAR(SMALL, 4, 5, auxiliary=True)):,} params without the auxiliary" in log
     record = torch.load(out / "last.pth", weights_only=True)
@@ -355,8 +405,33 @@ def test_nas_train_then_validate_reproduces_the_logged_accuracy(cifar, tmp_path,
     result = json.loads(capsys.readouterr().out)
     assert result["top1"] == pytest.approx(result["logged"]["eval_prec1"])
     # resuming the run with another genotype would load weights into the wrong cells: refused
-    assert main(["nas", "train", "--data", str(cifar), "--genotype", "DARTS_V2", "--epochs", "3", "-b", "16",
-                 "--init-channels", "4", "--layers", "5", "-j", "0", "--output", str(out), "--resume", "auto"]) == 2
+    assert (
+        main(
+            [
+                "nas",
+                "train",
+                "--data",
+                str(cifar),
+                "--genotype",
+                "DARTS_V2",
+                "--epochs",
+                "3",
+                "-b",
+                "16",
+                "--init-channels",
+                "4",
+                "--layers",
+                "5",
+                "-j",
+                "0",
+                "--output",
+                str(out),
+                "--resume",
+                "auto",
+            ]
+        )
+        == 2
+    )
     error = capsys.readouterr().err.strip()
     assert "was trained with another genotype" in error and len(error.splitlines()) == 1
 
@@ -365,6 +440,8 @@ def test_nas_show_counts_and_draws(tmp_path, capsys):
     assert main(["nas", "show", "--genotype", "DARTS_V2", "-o", str(tmp_path / "v2.png")]) == 0
     out = capsys.readouterr().out
     assert "3,349,342 params" in out and (tmp_path / "v2.png").read_bytes()[:4] == b"\x89PNG"
-    assert main(["nas", "show", "--genotype", str(SMALL), "--channels", "4", "--layers", "3", "--auxiliary",
-                 "-o", ""]) == 0
+    assert (
+        main(["nas", "show", "--genotype", str(SMALL), "--channels", "4", "--layers", "3", "--auxiliary", "-o", ""])
+        == 0
+    )
     assert f"{_hand_count():,} params" in capsys.readouterr().out

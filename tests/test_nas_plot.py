@@ -72,8 +72,12 @@ def test_other_wirings_draw(tmp_path, genotype):
 
 
 def test_plot_genotype_checks_the_genotype(tmp_path):
-    bad = Genotype(normal=(("sep_conv_3x3", 0), ("sep_conv_3x3", 2)), normal_concat=(2,),
-                   reduce=DARTS_V2.reduce, reduce_concat=DARTS_V2.reduce_concat)  # node 2 cannot read itself
+    bad = Genotype(
+        normal=(("sep_conv_3x3", 0), ("sep_conv_3x3", 2)),
+        normal_concat=(2,),
+        reduce=DARTS_V2.reduce,
+        reduce_concat=DARTS_V2.reduce_concat,
+    )  # node 2 cannot read itself
     with pytest.raises(ConfigError, match="reads node 2"):
         plot_genotype(bad, tmp_path / "bad.png")
 

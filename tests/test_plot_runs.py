@@ -17,8 +17,13 @@ from mobilenext.nas.search import SUMMARY_COLUMNS as SEARCH_COLUMNS
 def classification_rows(epochs: int = 4, ema: bool = False) -> list[dict]:
     rows = []
     for e in range(epochs):
-        row = {"epoch": e, "train_loss": 2.0 - e / 10, "eval_loss": 1.5 - e / 10, "eval_prec1": 50.0 + e,
-               "eval_prec5": 80.0 + e}
+        row = {
+            "epoch": e,
+            "train_loss": 2.0 - e / 10,
+            "eval_loss": 1.5 - e / 10,
+            "eval_prec1": 50.0 + e,
+            "eval_prec5": 80.0 + e,
+        }
         if ema:
             row.update(ema_eval_loss=1.4 - e / 10, ema_eval_prec1=51.0 + e, ema_eval_prec5=81.0 + e)
         rows.append({**row, "lr": 0.1, "epoch_time": 3.5, "train_img_per_sec": 900.0, "skipped_images": 0})
@@ -28,11 +33,23 @@ def classification_rows(epochs: int = 4, ema: bool = False) -> list[dict]:
 def detection_rows(coco: bool = False) -> list[dict]:
     rows = []
     for i, it in enumerate((500, 1000, 1500)):
-        row = {"iteration": it, "train_loss": 3.0 - i / 2, "bbox_loss": 1.0 - i / 5, "cls_loss": 2.0 - i / 5,
-               "lr": 0.01}
+        row = {
+            "iteration": it,
+            "train_loss": 3.0 - i / 2,
+            "bbox_loss": 1.0 - i / 5,
+            "cls_loss": 2.0 - i / 5,
+            "lr": 0.01,
+        }
         if coco:  # coco_metrics' keys, then map50 = ap50 (detection.metrics)
-            row.update(ap=0.10 + i / 20, ap50=0.25 + i / 20, ap75=0.08 + i / 20, ap_small=0.01, ap_medium=0.1,
-                       ap_large=0.2, map50=0.25 + i / 20)
+            row.update(
+                ap=0.10 + i / 20,
+                ap50=0.25 + i / 20,
+                ap75=0.08 + i / 20,
+                ap_small=0.01,
+                ap_medium=0.1,
+                ap_large=0.2,
+                map50=0.25 + i / 20,
+            )
         else:
             row.update(map50=0.30 + i / 10, map50_voc07=0.29 + i / 10)
         rows.append({**row, "skipped_images": 0})
@@ -40,9 +57,20 @@ def detection_rows(coco: bool = False) -> list[dict]:
 
 
 def search_rows() -> list[dict]:
-    return [{"epoch": e, "train_loss": 2.0 - e / 5, "train_acc": 30.0 + 10 * e, "val_loss": 2.1 - e / 5,
-             "val_acc": 28.0 + 9 * e, "arch_loss": 2.1 - e / 5, "lr": 0.025, "epoch_time": 60.0,
-             "img_per_sec": 400.0} for e in range(3)]
+    return [
+        {
+            "epoch": e,
+            "train_loss": 2.0 - e / 5,
+            "train_acc": 30.0 + 10 * e,
+            "val_loss": 2.1 - e / 5,
+            "val_acc": 28.0 + 9 * e,
+            "arch_loss": 2.1 - e / 5,
+            "lr": 0.025,
+            "epoch_time": 60.0,
+            "img_per_sec": 400.0,
+        }
+        for e in range(3)
+    ]
 
 
 def make_run(folder, rows, leading=records.AUTHORS_COLUMNS):
@@ -82,8 +110,10 @@ def test_classification_run_draws_losses_top1_and_ema(tmp_path, figures):
     ax_loss, ax_top1 = figures[0].axes
     assert set(curves(ax_loss)) == {"cls train", "cls eval"}
     assert curves(ax_loss)["cls eval"] == ([0, 1, 2, 3], pytest.approx([1.5, 1.4, 1.3, 1.2]))
-    assert curves(ax_top1) == {"cls top-1": ([0, 1, 2, 3], [50.0, 51.0, 52.0, 53.0]),
-                               "cls EMA top-1": ([0, 1, 2, 3], [51.0, 52.0, 53.0, 54.0])}
+    assert curves(ax_top1) == {
+        "cls top-1": ([0, 1, 2, 3], [50.0, 51.0, 52.0, 53.0]),
+        "cls EMA top-1": ([0, 1, 2, 3], [51.0, 52.0, 53.0, 54.0]),
+    }
     assert ax_top1.get_xlabel() == "epoch" and ax_top1.get_ylabel() == "top-1 (%)"
 
 
@@ -99,9 +129,11 @@ def test_voc_detection_run_draws_loss_parts_and_map50_in_percent(tmp_path, figur
     run = make_run(tmp_path / "voc", detection_rows(), leading=DETECTION_COLUMNS)
     assert_png(plot_runs([run], tmp_path / "d.png"))
     ax_loss, ax_map = figures[0].axes
-    assert curves(ax_loss) == {"voc total": ([500, 1000, 1500], [3.0, 2.5, 2.0]),
-                               "voc bbox": ([500, 1000, 1500], pytest.approx([1.0, 0.8, 0.6])),
-                               "voc cls": ([500, 1000, 1500], pytest.approx([2.0, 1.8, 1.6]))}
+    assert curves(ax_loss) == {
+        "voc total": ([500, 1000, 1500], [3.0, 2.5, 2.0]),
+        "voc bbox": ([500, 1000, 1500], pytest.approx([1.0, 0.8, 0.6])),
+        "voc cls": ([500, 1000, 1500], pytest.approx([2.0, 1.8, 1.6])),
+    }
     assert curves(ax_map) == {"voc mAP@0.5": ([500, 1000, 1500], pytest.approx([30.0, 40.0, 50.0]))}
     assert ax_map.get_xlabel() == "iteration" and ax_map.get_ylabel() == "mAP@0.5 (%)"
 
@@ -129,8 +161,10 @@ def test_nas_search_run_draws_train_and_held_out_accuracy(tmp_path, figures):
     assert_png(plot_runs([run], tmp_path / "s.png"))
     ax_loss, ax_acc = figures[0].axes
     assert set(curves(ax_loss)) == {"search train", "search held-out half"}
-    assert curves(ax_acc) == {"search train": ([0, 1, 2], [30.0, 40.0, 50.0]),
-                              "search held-out half": ([0, 1, 2], [28.0, 37.0, 46.0])}
+    assert curves(ax_acc) == {
+        "search train": ([0, 1, 2], [30.0, 40.0, 50.0]),
+        "search held-out half": ([0, 1, 2], [28.0, 37.0, 46.0]),
+    }
     assert ax_acc.get_ylabel() == "accuracy (%)"
 
 
@@ -155,32 +189,49 @@ def _foreign_columns(tmp_path):
 
 
 def _mixed_kinds(tmp_path):
-    return [make_run(tmp_path / "cls", classification_rows()),
-            make_run(tmp_path / "det", detection_rows(), leading=DETECTION_COLUMNS)], {}
+    return [
+        make_run(tmp_path / "cls", classification_rows()),
+        make_run(tmp_path / "det", detection_rows(), leading=DETECTION_COLUMNS),
+    ], {}
 
 
 def _reference_with_detection(tmp_path):
-    return [make_run(tmp_path / "det", detection_rows(), leading=DETECTION_COLUMNS)], \
-        {"reference": "74_02_full_id_tensor"}
+    return [make_run(tmp_path / "det", detection_rows(), leading=DETECTION_COLUMNS)], {
+        "reference": "74_02_full_id_tensor"
+    }
 
 
 def _reference_with_search(tmp_path):
-    return [make_run(tmp_path / "search", search_rows(), leading=SEARCH_COLUMNS)], \
-        {"reference": "74_02_full_id_tensor"}
+    return [make_run(tmp_path / "search", search_rows(), leading=SEARCH_COLUMNS)], {"reference": "74_02_full_id_tensor"}
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda tmp_path: ([tmp_path / "nowhere"], {}), r"nowhere does not exist; give a run folder"),
-    (_no_summary, r"empty holds no summary\.csv; is it a run folder\? \(a run folder is the --output of"),
-    (_header_only, r"no rows: no epochs/evaluations logged yet"),
-    (_zero_bytes, r"no rows: no epochs/evaluations logged yet"),
-    (_foreign_columns, r"columns step,reward, which match no kind of run; expected one of: "
-                       r"epoch,train_loss,eval_loss,eval_prec1 \(classification.*iteration,train_loss,bbox_loss"),
-    (_mixed_kinds, r"different kinds on the same axes: cls \(classification\), det \(detection\)"),
-    (_reference_with_detection, r"--reference .* classification curve, .* det \(detection\)"),
-    (_reference_with_search, r"--reference .* search \(NAS search\)"),
-], ids=["missing", "no-summary", "header-only", "zero-bytes", "foreign-columns", "mixed-kinds",
-        "reference-detection", "reference-search"])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda tmp_path: ([tmp_path / "nowhere"], {}), r"nowhere does not exist; give a run folder"),
+        (_no_summary, r"empty holds no summary\.csv; is it a run folder\? \(a run folder is the --output of"),
+        (_header_only, r"no rows: no epochs/evaluations logged yet"),
+        (_zero_bytes, r"no rows: no epochs/evaluations logged yet"),
+        (
+            _foreign_columns,
+            r"columns step,reward, which match no kind of run; expected one of: "
+            r"epoch,train_loss,eval_loss,eval_prec1 \(classification.*iteration,train_loss,bbox_loss",
+        ),
+        (_mixed_kinds, r"different kinds on the same axes: cls \(classification\), det \(detection\)"),
+        (_reference_with_detection, r"--reference .* classification curve, .* det \(detection\)"),
+        (_reference_with_search, r"--reference .* search \(NAS search\)"),
+    ],
+    ids=[
+        "missing",
+        "no-summary",
+        "header-only",
+        "zero-bytes",
+        "foreign-columns",
+        "mixed-kinds",
+        "reference-detection",
+        "reference-search",
+    ],
+)
 def test_unplottable_runs_fail_in_one_sentence_before_drawing(tmp_path, monkeypatch, setup, message):
     runs, kwargs = setup(tmp_path)
 

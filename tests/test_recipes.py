@@ -67,8 +67,17 @@ def test_shipped_authors_curves_equal_the_release(run):
 
 
 def test_plot_draws_a_run_beside_the_authors(tmp_path):
-    rows = [{"epoch": e, "train_loss": 2.0 - e / 10, "eval_loss": 1.5 - e / 10, "eval_prec1": 50 + e,
-             "eval_prec5": 80 + e, "lr": 0.1} for e in range(5)]
+    rows = [
+        {
+            "epoch": e,
+            "train_loss": 2.0 - e / 10,
+            "eval_loss": 1.5 - e / 10,
+            "eval_prec1": 50 + e,
+            "eval_prec5": 80 + e,
+            "lr": 0.1,
+        }
+        for e in range(5)
+    ]
     (tmp_path / "run").mkdir()
     write_summary(tmp_path / "run" / "summary.csv", rows)
     png = plot_runs([tmp_path / "run"], tmp_path / "curves.png", reference="74_02_full_id_tensor")

@@ -33,8 +33,14 @@ def _summary(run: Path) -> list[dict[str, str]]:
 
 def _cli(*args: str, timeout: float = 300, **popen) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "mobilenext", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mobilenext", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        **popen,
+    )
 
 
 def test_short_run_on_embedded_digits_learns(digits_run):
@@ -120,8 +126,21 @@ def test_unreadable_images_are_skipped_and_finetuning_resets_the_head(tmp_path, 
     data = make_image_folder(tmp_path / "data", classes=("ant", "bee"), per_class=6, corrupt=1, truncated=1)
     run = tmp_path / "run"
     with caplog.at_level("INFO", logger="mobilenext"):
-        result = train(_cfg(run, "--data", str(data), "--epochs", "2", "-b", "4", "--img-size", "32",
-                            "--pretrained", str(digits_run[0] / "best.pth")))
+        result = train(
+            _cfg(
+                run,
+                "--data",
+                str(data),
+                "--epochs",
+                "2",
+                "-b",
+                "4",
+                "--img-size",
+                "32",
+                "--pretrained",
+                str(digits_run[0] / "best.pth"),
+            )
+        )
     assert "10-class classifier; it is replaced by a new 2-class one" in caplog.text
     assert "unreadable image(s)" in caplog.text and "broken.jpg" in caplog.text
     rows = _summary(run)
@@ -134,8 +153,9 @@ def test_unreadable_images_are_skipped_and_finetuning_resets_the_head(tmp_path, 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     run = tmp_path / "run"
     # Epoch 0 trains at the warm-up lr; epoch 1 jumps to an absurd lr and diverges.
-    cfg = _cfg(run, "--epochs", "3", "--warmup-epochs", "1", "--warmup-lr", "0.01", "--lr", "1e30",
-               "--log-interval", "5")
+    cfg = _cfg(
+        run, "--epochs", "3", "--warmup-epochs", "1", "--warmup-lr", "0.01", "--lr", "1e30", "--log-interval", "5"
+    )
     with pytest.raises(TrainingDiverged, match=r"NaN/inf at epoch 1.*last good checkpoint .*last.pth is kept"):
         train(cfg)
     assert load_training_checkpoint(run / "last.pth")["epoch"] == 1
@@ -143,8 +163,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_resume_of_another_models_checkpoint_is_refused(digits_run, tmp_path):
-    cfg = parse_train_args(["--model", "mobilenext_050", "--resume", str(digits_run[0] / "last.pth"),
-                            "--output", str(tmp_path / "other")])
+    cfg = parse_train_args(
+        ["--model", "mobilenext_050", "--resume", str(digits_run[0] / "last.pth"), "--output", str(tmp_path / "other")]
+    )
     with pytest.raises(CheckpointError, match="is a mobilenext_035 run, not mobilenext_050"):
         train(cfg)
 
@@ -199,8 +220,23 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
 def test_two_process_ddp_on_cpu(tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "mobilenext", "train", *QUICK, "-b", "16", "--epochs", "1", "--output", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "mobilenext",
+        "train",
+        *QUICK,
+        "-b",
+        "16",
+        "--epochs",
+        "1",
+        "--output",
+        str(run),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("epoch   0/1") == 1  # rank 0 alone logs

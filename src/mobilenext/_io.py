@@ -123,11 +123,16 @@ def mirrored_outputs(inputs: Sequence[Path], folder: Path, suffix: str) -> list[
     relative = [p.relative_to(common) for p in absolute]
     stems = [rel.with_suffix("") for rel in relative]
     clashes = {s for s in stems if stems.count(s) > 1}
-    return [folder / (rel.parent / f"{rel.name if stem in clashes else stem.name}{suffix}")
-            for rel, stem in zip(relative, stems)]
+    return [
+        folder / (rel.parent / f"{rel.name if stem in clashes else stem.name}{suffix}")
+        for rel, stem in zip(relative, stems)
+    ]
 
 
 def add_overwrite_flag(parser) -> None:
     """The one ``--overwrite`` flag of every command that writes a file the user names."""
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing output file (without it, an existing file is an error)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output file (without it, an existing file is an error)",
+    )

@@ -16,8 +16,17 @@ from typing import Any
 
 import torch
 
-__all__ = ["Number", "Choice", "device", "optimizer_names", "COUNT", "NONNEG_INT", "OPTIMIZER", "SCHEDULER",
-           "INTERPOLATION"]
+__all__ = [
+    "Number",
+    "Choice",
+    "device",
+    "optimizer_names",
+    "COUNT",
+    "NONNEG_INT",
+    "OPTIMIZER",
+    "SCHEDULER",
+    "INTERPOLATION",
+]
 
 # timm's create_scheduler_v2 names and timm's transforms' interpolation names (str_to_interp_mode + "random").
 SCHEDULERS = ("cosine", "tanh", "step", "multistep", "plateau", "poly")
@@ -27,8 +36,14 @@ INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "box", "hamming", "lanczos",
 class Number:
     """An int or a finite float within bounds: ``Number(int, low=1)``, ``Number(float, 0, 1, high_open=True)``."""
 
-    def __init__(self, kind: type = float, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, high_open: bool = False):
+    def __init__(
+        self,
+        kind: type = float,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = False,
+        high_open: bool = False,
+    ):
         self.kind, self.low, self.high, self.low_open, self.high_open = kind, low, high, low_open, high_open
         self.__name__ = kind.__name__  # argparse names the type in its own messages
 
@@ -86,8 +101,11 @@ class Choice:
         if text in names or (self.accept is not None and self.accept(text)):
             return text
         close = difflib.get_close_matches(text, names, n=3, cutoff=0.6)
-        hint = f"did you mean {' or '.join(close)}?" if close else \
-            f"choose from {', '.join(names[:12])}{', ...' if len(names) > 12 else ''}."
+        hint = (
+            f"did you mean {' or '.join(close)}?"
+            if close
+            else f"choose from {', '.join(names[:12])}{', ...' if len(names) > 12 else ''}."
+        )
         raise argparse.ArgumentTypeError(f"unknown {self.what} {text!r}; {hint}")
 
 
@@ -96,8 +114,26 @@ def optimizer_names() -> list[str]:
     import timm.optim
 
     lister = getattr(timm.optim, "list_optimizers", None)
-    return list(lister()) if lister else ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "rmsproptf",
-                                          "lamb", "lars", "adabelief", "adafactor", "lion", "nadam", "radam"]
+    return (
+        list(lister())
+        if lister
+        else [
+            "sgd",
+            "momentum",
+            "nesterov",
+            "adam",
+            "adamw",
+            "rmsprop",
+            "rmsproptf",
+            "lamb",
+            "lars",
+            "adabelief",
+            "adafactor",
+            "lion",
+            "nadam",
+            "radam",
+        ]
+    )
 
 
 def _timm_optimizer_variant(name: str) -> bool:

@@ -49,8 +49,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not images:
         raise MobileNeXtError(f"no images found in {', '.join(args.images)}.")
     model, record = restore_model(args.checkpoint, args.model, use_ema=not args.no_ema, num_classes=args.num_classes)
-    weights = "random weights: pass --checkpoint to classify for real" if args.checkpoint is None else \
-        f"{'EMA weights' if record.get('has_ema') and not args.no_ema else 'weights'} of {args.checkpoint}"
+    weights = (
+        "random weights: pass --checkpoint to classify for real"
+        if args.checkpoint is None
+        else f"{'EMA weights' if record.get('has_ema') and not args.no_ema else 'weights'} of {args.checkpoint}"
+    )
     print(f"{record['model']} ({weights}); {describe_inputs(model, record)}", file=sys.stderr)
     results, skipped = [], []
     csv_rows = csv.writer(args.out, lineterminator="\n") if args.format == "csv" else None
@@ -61,18 +64,28 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             skipped.append({"image": str(image), "error": str(result)})
             print(f"skipped: {result}", file=sys.stderr)
         elif args.format == "json":
-            results.append({"image": str(image), "topk": [{"label": label, "class": name, "score": score}
-                                                          for label, name, score in result]})
+            results.append(
+                {
+                    "image": str(image),
+                    "topk": [{"label": label, "class": name, "score": score} for label, name, score in result],
+                }
+            )
         elif csv_rows is not None:
-            csv_rows.writerows([image, rank, label, name, f"{score:.6f}"]
-                               for rank, (label, name, score) in enumerate(result, start=1))
+            csv_rows.writerows(
+                [image, rank, label, name, f"{score:.6f}"] for rank, (label, name, score) in enumerate(result, start=1)
+            )
         else:
             print(image, file=args.out)
             for rank, (label, name, score) in enumerate(result, start=1):
                 print(f"  {rank}. {score:6.2%}  {label:>4}  {name}", file=args.out)
     if args.format == "json":
-        document = {"model": record["model"], "checkpoint": args.checkpoint, "inputs": describe_inputs(model, record),
-                    "predictions": results, "skipped": skipped}
+        document = {
+            "model": record["model"],
+            "checkpoint": args.checkpoint,
+            "inputs": describe_inputs(model, record),
+            "predictions": results,
+            "skipped": skipped,
+        }
         print(json.dumps(document, indent=2), file=args.out)
     if len(skipped) == len(images):
         raise MobileNeXtError("none of the images could be read.")
@@ -82,8 +95,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .models.checkpoint import convert_checkpoint
 
-    name = convert_checkpoint(args.src, args.dst, model_name=args.model, layout=args.to, use_ema=not args.no_ema,
-                              overwrite=args.overwrite)
+    name = convert_checkpoint(
+        args.src, args.dst, model_name=args.model, layout=args.to, use_ema=not args.no_ema, overwrite=args.overwrite
+    )
     print(f"wrote {args.dst} ({name}, {args.to} layout)", file=args.out)
     return 0
 
@@ -92,27 +106,43 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from .engine import validate
 
     result = validate(
-        args.checkpoint, model=args.model, data=args.data, dataset=args.dataset, split=args.split,
-        use_ema=not args.no_ema, img_size=args.img_size, crop_pct=args.crop_pct, interpolation=args.interpolation,
-        batch_size=args.batch_size, workers=args.workers, device=args.device, amp=args.amp,
-        channels_last=args.channels_last, num_classes=args.num_classes,
+        args.checkpoint,
+        model=args.model,
+        data=args.data,
+        dataset=args.dataset,
+        split=args.split,
+        use_ema=not args.no_ema,
+        img_size=args.img_size,
+        crop_pct=args.crop_pct,
+        interpolation=args.interpolation,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        num_classes=args.num_classes,
     )
     out = args.out
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "skipped_names"}, indent=2), file=out)
         return 0
     weights = "EMA weights" if result["ema"] else "weights"
-    print(f"{result['model']} ({weights} of {result['checkpoint']}) on {result['dataset']}, "
-          f"{result['img_size']} px, crop {result['crop_pct']}:", file=out)
-    print(f"  top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}  loss {result['loss']:.4f}  "
-          f"{result['images']:,} images  {result['img_per_sec']:.0f} img/s", file=out)
+    print(
+        f"{result['model']} ({weights} of {result['checkpoint']}) on {result['dataset']}, "
+        f"{result['img_size']} px, crop {result['crop_pct']}:",
+        file=out,
+    )
+    print(
+        f"  top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}  loss {result['loss']:.4f}  "
+        f"{result['images']:,} images  {result['img_per_sec']:.0f} img/s",
+        file=out,
+    )
     logged = result["logged"]
     if "eval_prec1" in logged:
         key = "ema_eval_prec1" if result["ema"] and "ema_eval_prec1" in logged else "eval_prec1"
         print(f"  logged when saved (epoch {int(logged['epoch'])}): top-1 {logged[key]:.2f}", file=out)
     if result["skipped"]:
-        print(f"  skipped {result['skipped']} unreadable image(s): {'; '.join(result['skipped_names'][:5])}",
-              file=out)
+        print(f"  skipped {result['skipped']} unreadable image(s): {'; '.join(result['skipped_names'][:5])}", file=out)
     return 0
 
 
@@ -122,12 +152,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.output:  # before the note below: a wrong -o is the one thing to say
         check_output_file(args.output, args.overwrite, EXPORT_FORMATS[args.format])
     if args.checkpoint is None:
-        print(f"note: {args.model} has random weights (BatchNorm statistics measured on the check images, so the "
-              "check compares logits of ordinary size); pass --checkpoint to export trained ones.", file=sys.stderr)
+        print(
+            f"note: {args.model} has random weights (BatchNorm statistics measured on the check images, so the "
+            "check compares logits of ordinary size); pass --checkpoint to export trained ones.",
+            file=sys.stderr,
+        )
     report = export_checkpoint(
-        args.model, args.checkpoint, args.output, args.format, int8=args.int8, data=args.data,
-        dataset=args.dataset or "", img_size=args.img_size, calibration_images=args.calibration_images,
-        verify_images=args.verify_images, num_classes=args.num_classes, threads=args.threads,
+        args.model,
+        args.checkpoint,
+        args.output,
+        args.format,
+        int8=args.int8,
+        data=args.data,
+        dataset=args.dataset or "",
+        img_size=args.img_size,
+        calibration_images=args.calibration_images,
+        verify_images=args.verify_images,
+        num_classes=args.num_classes,
+        threads=args.threads,
         overwrite=args.overwrite,
     )
     print(report.summary(), file=args.out)
@@ -148,8 +190,14 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     if args.output:  # before minutes of exports and timing
         BenchmarkReport.check_outputs(args.output, args.overwrite)
     report = benchmark(
-        args.models, args.runtimes, img_size=args.img_size, threads=args.threads, rounds=args.rounds,
-        batch_size=args.batch_size, batch_rounds=args.batch_rounds, baseline=args.baseline,
+        args.models,
+        args.runtimes,
+        img_size=args.img_size,
+        threads=args.threads,
+        rounds=args.rounds,
+        batch_size=args.batch_size,
+        batch_rounds=args.batch_rounds,
+        baseline=args.baseline,
     )
     print(report.table(args.format), end="", file=args.out)
     if args.output:
@@ -186,9 +234,11 @@ def _models_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _predict_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = ("Classify images with a checkpoint's model, its run's evaluation transform (input size, crop, "
-                     "normalisation) and its dataset's class names; a plain weights file uses the model's timm "
-                     "pretrained_cfg and ImageNet names for 1000 classes.")
+    p.description = (
+        "Classify images with a checkpoint's model, its run's evaluation transform (input size, crop, "
+        "normalisation) and its dataset's class names; a plain weights file uses the model's timm "
+        "pretrained_cfg and ImageNet names for 1000 classes."
+    )
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--checkpoint", help="weights (.pth of `mobilenext train`, .safetensors, the authors' .pth.tar)")
     p.add_argument("--model", help="model name (default: the checkpoint's, or the one its tensor shapes fit)")
@@ -196,8 +246,12 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights are present")
     p.add_argument("--topk", type=COUNT, default=5)
     p.add_argument("-b", "--batch-size", type=COUNT, default=32)
-    p.add_argument("--format", choices=("text", "json", "csv"), default="text",
-                   help="json: one document; csv: image,rank,label,class,score rows (stdout holds only that)")
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "csv"),
+        default="text",
+        help="json: one document; csv: image,rank,label,class,score rows (stdout holds only that)",
+    )
     p.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
     p.set_defaults(func=_cmd_predict)
 
@@ -220,8 +274,9 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", help="held-out split (default: val/ or validation/)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights are present")
     p.add_argument("--img-size", type=COUNT, help="test-time resolution (default: the training one)")
-    p.add_argument("--crop-pct", type=Number(float, 0, 1, low_open=True),
-                   help="centre-crop fraction (default: the training one)")
+    p.add_argument(
+        "--crop-pct", type=Number(float, 0, 1, low_open=True), help="centre-crop fraction (default: the training one)"
+    )
     p.add_argument("--interpolation", type=INTERPOLATION)
     p.add_argument("--num-classes", type=COUNT)
     p.add_argument("-b", "--batch-size", type=COUNT, default=64)
@@ -234,8 +289,10 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = ("Export a model with BatchNorm folded, then run the file in its own runtime (onnxruntime, "
-                     "LiteRT, torch.export) on real images and compare with PyTorch.")
+    p.description = (
+        "Export a model with BatchNorm folded, then run the file in its own runtime (onnxruntime, "
+        "LiteRT, torch.export) on real images and compare with PyTorch."
+    )
     p.add_argument("--model", help="model name (default: the checkpoint's)")
     p.add_argument("--checkpoint", help="training checkpoint or weights file (default: random weights)")
     p.add_argument("--format", choices=("onnx", "tflite", "pt2"), default="onnx")
@@ -244,8 +301,11 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     add_overwrite_flag(p)
     p.add_argument("--data", help="images for calibration and checks (default: the checkpoint's, else digits)")
     p.add_argument("--dataset", help="timm dataset name (hfds/..., wds/...)")
-    p.add_argument("--img-size", type=COUNT,
-                   help="input resolution (default: the checkpoint's, else the model's: 224 for ImageNet models)")
+    p.add_argument(
+        "--img-size",
+        type=COUNT,
+        help="input resolution (default: the checkpoint's, else the model's: 224 for ImageNet models)",
+    )
     p.add_argument("--calibration-images", type=COUNT, default=256, help="training images observed for int8")
     p.add_argument("--verify-images", type=NONNEG_INT, default=64, help="held-out images to check (0: all)")
     p.add_argument("--num-classes", type=COUNT)
@@ -256,12 +316,20 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
 def _benchmark_arguments(p: argparse.ArgumentParser) -> None:
     from .deploy.benchmark import DEFAULT_MODELS, DEFAULT_RUNTIMES, RUNTIMES
 
-    p.description = ("Build each model on each runtime (exports are checked), then time all of them interleaved in "
-                     "one process. Model names: registered ones, or authors:mobilenext_100[_half_id] for the "
-                     "authors' forward.")
+    p.description = (
+        "Build each model on each runtime (exports are checked), then time all of them interleaved in "
+        "one process. Model names: registered ones, or authors:mobilenext_100[_half_id] for the "
+        "authors' forward."
+    )
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="MODEL")
-    p.add_argument("--runtimes", nargs="+", default=list(DEFAULT_RUNTIMES), choices=RUNTIMES, metavar="RUNTIME",
-                   help=f"from {', '.join(RUNTIMES)} (default: all but tflite-int8)")
+    p.add_argument(
+        "--runtimes",
+        nargs="+",
+        default=list(DEFAULT_RUNTIMES),
+        choices=RUNTIMES,
+        metavar="RUNTIME",
+        help=f"from {', '.join(RUNTIMES)} (default: all but tflite-int8)",
+    )
     p.add_argument("--baseline", default="mobilenetv2_100", help="model the ratios divide by")
     p.add_argument("--img-size", type=COUNT, default=224)
     p.add_argument("--threads", type=COUNT, default=1, help="threads of every runtime (1: the steadiest numbers)")
@@ -278,8 +346,12 @@ def _benchmark_arguments(p: argparse.ArgumentParser) -> None:
 def _plot_arguments(p: argparse.ArgumentParser) -> None:
     from .data.reference import REFERENCE_RUNS
 
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or their summary.csv): training, "
-                   "detection or NAS search runs, one kind per plot")
+    p.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run folders (or their summary.csv): training, detection or NAS search runs, one kind per plot",
+    )
     p.add_argument("--reference", choices=list(REFERENCE_RUNS), help="add one of the authors' ImageNet curves")
     p.add_argument("-o", "--output", help="PNG path (default: RUN_DIR/curves.png)")
     add_overwrite_flag(p)
@@ -298,13 +370,17 @@ COMMANDS = {
     "models": _Command("table of the registered models: params, MAdds, the paper's figures", _models_arguments),
     "predict": _Command("top-k classes of images or folders of images", _predict_arguments),
     "convert": _Command("convert a checkpoint (e.g. the authors' .pth.tar) to safetensors", _convert_arguments),
-    "train": _Command("train or fine-tune (no arguments: MobileNeXt on the embedded digits)", "mobilenext.engine.train",
-                      "Train a model. Settings: timm's train.py defaults < dataset defaults < --config < flags. "
-                      "Under `torchrun --nproc_per_node=N -m mobilenext train ...` it runs DDP."),
+    "train": _Command(
+        "train or fine-tune (no arguments: MobileNeXt on the embedded digits)",
+        "mobilenext.engine.train",
+        "Train a model. Settings: timm's train.py defaults < dataset defaults < --config < flags. "
+        "Under `torchrun --nproc_per_node=N -m mobilenext train ...` it runs DDP.",
+    ),
     "validate": _Command("top-1/top-5/loss/speed of a checkpoint on a dataset", _validate_arguments),
     "export": _Command("ONNX / TFLite (float or int8) / torch.export file, checked in its runtime", _export_arguments),
-    "benchmark": _Command("latency, throughput and memory against MobileNetV2 on several runtimes",
-                          _benchmark_arguments),
+    "benchmark": _Command(
+        "latency, throughput and memory against MobileNetV2 on several runtimes", _benchmark_arguments
+    ),
     "detect": _Command("SSDLite object detection: train, eval, predict, export", "mobilenext.detection.commands"),
     "nas": _Command("DARTS architecture search with the sandglass op: search, train, show", "mobilenext.nas.commands"),
     "plot": _Command("loss and accuracy curves of runs to PNG, optionally beside the authors'", _plot_arguments),
@@ -329,6 +405,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if command is None or name == command:
             _add_arguments(p, spec)
     return parser
+
 
 class _StdoutHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stdout`` is at the time of the record, not at the time of the handler:

@@ -18,8 +18,15 @@ from .errors import ConfigError, ImageError, MobileNeXtError
 from .models.checkpoint import restore_model
 from .models.factory import get_model
 
-__all__ = ["inference_model", "predict", "load_image", "find_images", "class_names", "describe_inputs",
-           "IMAGE_EXTENSIONS"]
+__all__ = [
+    "inference_model",
+    "predict",
+    "load_image",
+    "find_images",
+    "class_names",
+    "describe_inputs",
+    "IMAGE_EXTENSIONS",
+]
 
 log = logging.getLogger("mobilenext")
 
@@ -64,8 +71,11 @@ def describe_inputs(model: nn.Module, record: dict[str, Any] | None = None) -> s
     size = "x".join(map(str, cfg["input_size"][1:]))
     numbers = ", ".join  # short lists, printed plainly
     pretrained_cfg = getattr(model, "pretrained_cfg", None) or {}
-    origin = "the checkpoint's training run" if (record or {}).get("data_config") else \
-        f"{pretrained_cfg.get('architecture', 'the model')}'s pretrained_cfg"
+    origin = (
+        "the checkpoint's training run"
+        if (record or {}).get("data_config")
+        else f"{pretrained_cfg.get('architecture', 'the model')}'s pretrained_cfg"
+    )
     names = pretrained_cfg.get("label_names")
     if names and len(names) == model.num_classes:
         classes = "its dataset's" if (record or {}).get("classes") else "the pretrained_cfg's"
@@ -73,9 +83,11 @@ def describe_inputs(model: nn.Module, record: dict[str, Any] | None = None) -> s
         classes = "ImageNet's"
     else:
         classes = "indices (no names stored)"
-    return (f"input {size} px, crop {cfg['crop_pct']:g}, {cfg['interpolation']}, mean "
-            f"({numbers(f'{v:.4g}' for v in cfg['mean'])}), std ({numbers(f'{v:.4g}' for v in cfg['std'])}) "
-            f"from {origin}; class names: {classes}")
+    return (
+        f"input {size} px, crop {cfg['crop_pct']:g}, {cfg['interpolation']}, mean "
+        f"({numbers(f'{v:.4g}' for v in cfg['mean'])}), std ({numbers(f'{v:.4g}' for v in cfg['std'])}) "
+        f"from {origin}; class names: {classes}"
+    )
 
 
 def _as_model(model_or_name: nn.Module | str | Path, **kwargs: Any) -> nn.Module:

@@ -122,8 +122,9 @@ class TolerantDataset(torch.utils.data.Dataset):
                 return (*self.dataset[(index + step) % len(self)], problem)
             except UnreadableImage:
                 continue
-        raise ConfigError(f"{self._MAX_CONSECUTIVE} consecutive images are unreadable (first: {problem}); "
-                          "check the dataset.")
+        raise ConfigError(
+            f"{self._MAX_CONSECUTIVE} consecutive images are unreadable (first: {problem}); check the dataset."
+        )
 
     def __getattr__(self, name: str):
         if name == "dataset":  # not yet set (unpickling in a worker)

@@ -22,6 +22,7 @@ __all__ = [
     "resolve_transform_config",
 ]
 
+
 def default_workers() -> int:
     """Four loader processes per rank, fewer on a machine with fewer cores (more would only contend)."""
     return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)

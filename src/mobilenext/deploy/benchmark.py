@@ -36,8 +36,16 @@ from .export import export_model
 from .runtimes import OnnxRunner, Runner, TorchRunner, open_runner
 from .samples import sample_images
 
-__all__ = ["RUNTIMES", "DEFAULT_MODELS", "BenchmarkReport", "benchmark", "build_model", "interleaved_times",
-           "profile_onnx", "top1_of"]
+__all__ = [
+    "RUNTIMES",
+    "DEFAULT_MODELS",
+    "BenchmarkReport",
+    "benchmark",
+    "build_model",
+    "interleaved_times",
+    "profile_onnx",
+    "top1_of",
+]
 
 RUNTIMES = ("eager", "compiled", "onnxruntime", "tflite", "tflite-int8")
 DEFAULT_RUNTIMES = ("eager", "compiled", "onnxruntime", "tflite")
@@ -50,7 +58,7 @@ def build_model(spec: str) -> nn.Module:
     from ..models.official import OfficialMobileNeXt
 
     if spec.startswith(AUTHORS):
-        match = re.fullmatch(r"mobilenext_(\d{3})(_half_id)?", spec[len(AUTHORS):])
+        match = re.fullmatch(r"mobilenext_(\d{3})(_half_id)?", spec[len(AUTHORS) :])
         if match is None:
             raise UnknownModelError(f"{spec!r}: the authors' forward exists for mobilenext_WWW[_half_id] only.")
         width, half = int(match[1]) / 100, bool(match[2])
@@ -106,8 +114,15 @@ def _runner_factory(
     name = re.sub(r"[^\w.-]", "_", spec)
     path = workdir / f"{name}-{runtime}{'.onnx' if runtime == 'onnxruntime' else '.tflite'}"
     int8 = runtime == "tflite-int8"
-    export_model(build_model(spec), path, img_size=img_size, int8=int8, calibration=images if int8 else None,
-                 verify=images[:4], threads=threads)
+    export_model(
+        build_model(spec),
+        path,
+        img_size=img_size,
+        int8=int8,
+        calibration=images if int8 else None,
+        verify=images[:4],
+        threads=threads,
+    )
     return lambda: open_runner(path, threads=threads)
 
 
@@ -177,8 +192,10 @@ class BenchmarkReport:
         folder.mkdir(parents=True, exist_ok=True)
         settings = ", ".join(f"{k} {v}" for k, v in self.settings.items())
         written = []
-        for name, text in (("benchmark.csv", self.table("csv")),
-                           ("benchmark.md", f"Settings: {settings}.\n\n{self.table('markdown')}")):
+        for name, text in (
+            ("benchmark.csv", self.table("csv")),
+            ("benchmark.md", f"Settings: {settings}.\n\n{self.table('markdown')}"),
+        ):
             with atomic_path(folder / name, overwrite=overwrite) as tmp:
                 tmp.write_text(text)
             written.append(folder / name)
@@ -199,8 +216,15 @@ class BenchmarkReport:
             for index, model in enumerate(models):
                 row = next((r for r in self.rows if r["runtime"] == runtime and r["model"] == model), None)
                 if row is not None and row["top1_paper"] is not None:
-                    ax.scatter(row["p50_ms"], row["top1_paper"], s=45, color=f"C{index % 10}",
-                               marker=markers[index % len(markers)], label=model, alpha=0.85)
+                    ax.scatter(
+                        row["p50_ms"],
+                        row["top1_paper"],
+                        s=45,
+                        color=f"C{index % 10}",
+                        marker=markers[index % len(markers)],
+                        label=model,
+                        alpha=0.85,
+                    )
             ax.set(title=runtime, xlabel="batch-1 latency p50 (ms)")
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("ImageNet top-1 (%, published)")
@@ -214,8 +238,17 @@ def _rows(entries: list[_Entry], batch_size: int, baseline: str) -> list[dict[st
     for entry in entries:
         p50, p90 = (float(np.percentile(entry.latencies, q)) * 1000 for q in (50, 90))
         throughput = batch_size / float(np.median(entry.batch_times)) if entry.batch_times else None
-        rows.append({"model": entry.model, "runtime": entry.runtime, "p50_ms": p50, "p90_ms": p90,
-                     f"img_s_b{batch_size}": throughput, "peak_mb": entry.peak_mb, "top1_paper": top1_of(entry.model)})
+        rows.append(
+            {
+                "model": entry.model,
+                "runtime": entry.runtime,
+                "p50_ms": p50,
+                "p90_ms": p90,
+                f"img_s_b{batch_size}": throughput,
+                "peak_mb": entry.peak_mb,
+                "top1_paper": top1_of(entry.model),
+            }
+        )
     for row in rows:
         base = next((r for r in rows if r["model"] == baseline and r["runtime"] == row["runtime"]), None)
         row[f"p50_vs_{baseline}"] = row["p50_ms"] / base["p50_ms"] if base else None
@@ -249,10 +282,16 @@ def benchmark(
     batch = np.ascontiguousarray(images[:1].expand(batch_size, -1, -1, -1).numpy())
     with tempfile.TemporaryDirectory(prefix="mobilenext-bench-", dir=workdir) as tmp:
         pairs = [(m, r) for m in models for r in runtimes]
-        factories = [_runner_factory(spec, runtime, Path(tmp), img_size, threads, images)
-                     for spec, runtime in tqdm(pairs, desc="export", disable=not progress, leave=False)]
-        entries = [_build_entry(spec, runtime, factory, batch) for (spec, runtime), factory
-                   in tqdm(list(zip(pairs, factories)), desc="build, warm up", disable=not progress, leave=False)]
+        factories = [
+            _runner_factory(spec, runtime, Path(tmp), img_size, threads, images)
+            for spec, runtime in tqdm(pairs, desc="export", disable=not progress, leave=False)
+        ]
+        entries = [
+            _build_entry(spec, runtime, factory, batch)
+            for (spec, runtime), factory in tqdm(
+                list(zip(pairs, factories)), desc="build, warm up", disable=not progress, leave=False
+            )
+        ]
         total = (warmup + rounds + warmup + batch_rounds) * len(entries)
         with tqdm(total=total, desc="interleaved timing", unit="call", disable=not progress, leave=False) as bar:
             runners = [entry.runner for entry in entries]
@@ -260,8 +299,13 @@ def benchmark(
             batch_times = interleaved_times(runners, batch, batch_rounds, warmup, bar)
     for entry, latency, batch_time in zip(entries, latencies, batch_times):
         entry.latencies, entry.batch_times = latency, batch_time
-    settings = {"input": img_size, "threads": threads, "batch-1 rounds": rounds,
-                f"batch-{batch_size} rounds": batch_rounds, "torch": torch.__version__}
+    settings = {
+        "input": img_size,
+        "threads": threads,
+        "batch-1 rounds": rounds,
+        f"batch-{batch_size} rounds": batch_rounds,
+        "torch": torch.__version__,
+    }
     return BenchmarkReport(_rows(entries, batch_size, baseline), settings)
 
 
@@ -278,8 +322,9 @@ def _op_kind(args: dict[str, Any]) -> str:
     return f"{op} {kh}x{kw}" + (" grouped" if in_per_group != shapes[0][1] else "")
 
 
-def profile_onnx(model: str, img_size: int = 224, threads: int = 1, runs: int = 50,
-                 workdir: str | Path | None = None) -> list[dict[str, Any]]:
+def profile_onnx(
+    model: str, img_size: int = 224, threads: int = 1, runs: int = 50, workdir: str | Path | None = None
+) -> list[dict[str, Any]]:
     """Where onnxruntime spends a batch-1 forward: kernel time per op type (convolutions by kind), largest first."""
     import json
 
@@ -299,5 +344,7 @@ def profile_onnx(model: str, img_size: int = 224, threads: int = 1, runs: int = 
             totals[op] = totals.get(op, 0.0) + event["dur"] / 1000
             counts[op] = counts.get(op, 0) + 1
     grand = sum(totals.values()) or 1.0
-    return [{"op": op, "ms_per_run": ms / runs, "share": ms / grand, "nodes": counts[op] // runs}
-            for op, ms in sorted(totals.items(), key=lambda item: -item[1])]
+    return [
+        {"op": op, "ms_per_run": ms / runs, "share": ms / grand, "nodes": counts[op] // runs}
+        for op, ms in sorted(totals.items(), key=lambda item: -item[1])
+    ]

@@ -28,8 +28,15 @@ from .quantize import quantize_pt2e
 from .runtimes import open_runner
 from .samples import sample_images
 
-__all__ = ["EXPORT_FORMATS", "ExportError", "ExportReport", "export_model", "export_checkpoint", "compare_logits",
-           "calibrate_norms"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "ExportError",
+    "ExportReport",
+    "export_model",
+    "export_checkpoint",
+    "compare_logits",
+    "calibrate_norms",
+]
 
 EXPORT_FORMATS = {"onnx": ".onnx", "tflite": ".tflite", "pt2": ".pt2"}
 # What each format needs to write and to check its file, by extra of mobilenext.
@@ -70,8 +77,10 @@ class ExportReport:
         ]
         if self.top1_reference is not None and self.top1_exported is not None:
             change = self.top1_exported - self.top1_reference
-            lines.append(f"  top-1 on their labels: PyTorch fp32 {self.top1_reference:.2f}%, "
-                         f"exported {self.top1_exported:.2f}% ({change:+.2f} points)")
+            lines.append(
+                f"  top-1 on their labels: PyTorch fp32 {self.top1_reference:.2f}%, "
+                f"exported {self.top1_exported:.2f}% ({change:+.2f} points)"
+            )
         return "\n".join(lines)
 
 
@@ -107,16 +116,25 @@ def exporter_errors(fmt: str):
 
 def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     import onnx
+
     batch = torch.export.Dim("batch", min=1, max=1024)
     torch.onnx.export(
-        model, (example,), str(path), dynamo=True, input_names=["input"], output_names=["logits"],
-        dynamic_shapes=({0: batch},), external_data=False, verbose=False,
+        model,
+        (example,),
+        str(path),
+        dynamo=True,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_shapes=({0: batch},),
+        external_data=False,
+        verbose=False,
     )
     onnx.checker.check_model(str(path), full_check=True)
 
 
 def _export_tflite(model: nn.Module, example: torch.Tensor, path: Path, calibration: torch.Tensor | None) -> None:
     import litert_torch
+
     if calibration is None:
         converted = litert_torch.convert(model, (example,))
     else:
@@ -187,8 +205,18 @@ def export_model(
     logits = np.concatenate([runner(chunk.numpy()) for chunk in verify.split(32)])
     diff, agreement = compare_logits(reference, logits)
     shape = ("N" if fmt != "tflite" else 1, *example.shape[1:])
-    report = ExportReport(path, fmt, int8, shape, path.stat().st_size / 2**20, seconds,
-                          len(verify), diff, float(np.abs(reference).max()), agreement)
+    report = ExportReport(
+        path,
+        fmt,
+        int8,
+        shape,
+        path.stat().st_size / 2**20,
+        seconds,
+        len(verify),
+        diff,
+        float(np.abs(reference).max()),
+        agreement,
+    )
     if labels is not None:
         truth = labels.numpy()
         report.top1_reference = float((reference.argmax(1) == truth).mean() * 100)
@@ -228,14 +256,25 @@ def export_checkpoint(
     check_output_file(output, overwrite, EXPORT_FORMATS[fmt])  # before the minutes an export can take
     data = data if data is not None or dataset else record.get("args", {}).get("data")
     dataset = dataset or record.get("args", {}).get("dataset", "")
-    sample = functools.partial(sample_images, net, data, dataset, stored_config=record.get("data_config"),
-                               img_size=img_size)
+    sample = functools.partial(
+        sample_images, net, data, dataset, stored_config=record.get("data_config"), img_size=img_size
+    )
     verify, labels = sample(split="val", count=verify_images)
     calibration = sample(split="train", count=calibration_images)[0] if int8 else None
     if not checkpoint:
         calibrate_norms(net, calibration if calibration is not None else verify)
-    return export_model(net, output, fmt, img_size=verify.shape[-1], int8=int8, calibration=calibration,
-                        verify=verify, labels=labels if checkpoint else None, threads=threads, overwrite=overwrite)
+    return export_model(
+        net,
+        output,
+        fmt,
+        img_size=verify.shape[-1],
+        int8=int8,
+        calibration=calibration,
+        verify=verify,
+        labels=labels if checkpoint else None,
+        threads=threads,
+        overwrite=overwrite,
+    )
 
 
 @torch.no_grad()

@@ -31,8 +31,12 @@ def _after_norm(norm: nn.BatchNorm2d) -> nn.Module:
 def _feeds(conv: nn.Module, norm: nn.Module) -> bool:
     """Whether ``norm`` normalises ``conv``'s output, judged by order and width: a norm wider than the conv
     before it normalises more than that conv (DARTS's FactorizedReduce concatenates two convs, then norms)."""
-    return (isinstance(conv, nn.Conv2d) and type(norm) in (nn.BatchNorm2d, BatchNormAct2d)
-            and norm.track_running_stats and norm.num_features == conv.out_channels)
+    return (
+        isinstance(conv, nn.Conv2d)
+        and type(norm) in (nn.BatchNorm2d, BatchNormAct2d)
+        and norm.track_running_stats
+        and norm.num_features == conv.out_channels
+    )
 
 
 def _fuse_children(parent: nn.Module) -> int:

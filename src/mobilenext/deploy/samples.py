@@ -38,8 +38,9 @@ def sample_images(
     images. ``count=0`` takes the whole split. Unreadable images are skipped.
     """
     train = split == "train"
-    datasets = open_datasets(data, dataset, train_split="train" if train else None,
-                             val_split=None if train or split == "val" else split)
+    datasets = open_datasets(
+        data, dataset, train_split="train" if train else None, val_split=None if train or split == "val" else split
+    )
     source = datasets.train if train else datasets.val
     config = input_config(model, stored_config, img_size)
     source.transform = create_transforms(config)[1]

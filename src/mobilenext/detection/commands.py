@@ -18,8 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .engine import DetectionConfig
 
     detect = parser.add_subparsers(dest="detect_command", required=True, metavar="DETECT_COMMAND")
-    q = detect.add_parser("train", help="train an SSDLite detector on Pascal VOC or COCO",
-                          description="Settings: defaults < --config < flags. Under `torchrun` it runs DDP.")
+    q = detect.add_parser(
+        "train",
+        help="train an SSDLite detector on Pascal VOC or COCO",
+        description="Settings: defaults < --config < flags. Under `torchrun` it runs DDP.",
+    )
     add_config_arguments(q, DetectionConfig)
     q.set_defaults(detect_func=_train)
 
@@ -37,8 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     q = detect.add_parser("predict", help="detect objects in images and draw them onto PNGs")
     q.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     q.add_argument("--checkpoint", required=True, help="a `mobilenext detect train` checkpoint")
-    q.add_argument("-o", "--output", default="detections",
-                   help="folder for the PNGs [detections]; names mirror the inputs' paths where they clash")
+    q.add_argument(
+        "-o",
+        "--output",
+        default="detections",
+        help="folder for the PNGs [detections]; names mirror the inputs' paths where they clash",
+    )
     add_overwrite_flag(q)
     q.add_argument("--score-thresh", type=Number(float, 0, 1), default=0.3)
     q.add_argument("--device", type=device)
@@ -77,11 +84,19 @@ def _eval(args: argparse.Namespace) -> int:
     dist = init_distributed(args.device)
     model, record = _restore(args.checkpoint, dist.device)
     trained_on = record["args"]
-    data = open_detection_data(args.data or trained_on["data"], args.dataset or trained_on["dataset"], None,
-                               args.test_set or trained_on["test_set"], record["size"], classes=record["classes"])
+    data = open_detection_data(
+        args.data or trained_on["data"],
+        args.dataset or trained_on["dataset"],
+        None,
+        args.test_set or trained_on["test_set"],
+        record["size"],
+        classes=record["classes"],
+    )
     if tuple(data.classes) != tuple(record["classes"]):
-        raise MobileNeXtError(f"the checkpoint's classes ({', '.join(record['classes'][:5])}, ...) are not "
-                              f"the dataset's ({', '.join(data.classes[:5])}, ...).")
+        raise MobileNeXtError(
+            f"the checkpoint's classes ({', '.join(record['classes'][:5])}, ...) are not "
+            f"the dataset's ({', '.join(data.classes[:5])}, ...)."
+        )
     loader = detection_loader(data.test, args.batch_size, args.workers, False, dist, 0)
     metrics = evaluate_detector(model, loader, data.classes, data.kind, dist.device)
     out = args.out
@@ -93,8 +108,9 @@ def _eval(args: argparse.Namespace) -> int:
     for name, ap in metrics.get("ap50_per_class", {}).items():
         print(f"    {name:>12}  AP50 {100 * ap:.2f}", file=out)
     if metrics["skipped"]:
-        print(f"  skipped {metrics['skipped']} unreadable image(s): {'; '.join(metrics['skipped_names'][:5])}",
-              file=out)
+        print(
+            f"  skipped {metrics['skipped']} unreadable image(s): {'; '.join(metrics['skipped_names'][:5])}", file=out
+        )
     return 0
 
 
@@ -115,8 +131,10 @@ def _predict(args: argparse.Namespace) -> int:
             continue
         print(f"{path}: {len(result['boxes'])} object(s)", file=args.out)
         for box, label, score in zip(result["boxes"].tolist(), result["labels"].tolist(), result["scores"].tolist()):
-            print(f"  {score:6.2%}  {record['classes'][label - 1]:>12}  " + " ".join(f"{v:.0f}" for v in box),
-                  file=args.out)
+            print(
+                f"  {score:6.2%}  {record['classes'][label - 1]:>12}  " + " ".join(f"{v:.0f}" for v in box),
+                file=args.out,
+            )
     print(f"drew the boxes into {args.output}/", file=args.out)
     if failed == len(images):
         raise MobileNeXtError("none of the images could be read.")
@@ -129,8 +147,11 @@ def _export(args: argparse.Namespace) -> int:
     model, record = _restore(args.checkpoint)
     output = check_output_file(args.output or f"{record['model']}.onnx", args.overwrite, ".onnx")
     diff = export_detector_onnx(model, output, record["size"], overwrite=args.overwrite)
-    print(f"wrote {output} (input Nx3x{record['size']}x{record['size']} in [0, 1]; outputs boxes [N, A, 4] in "
-          f"input pixels and scores [N, A, {len(record['classes']) + 1}], background first); onnxruntime vs "
-          f"PyTorch max |diff| {diff:.3g}. Score threshold and per-class NMS are the runtime's: see "
-          "mobilenext.detection.export.postprocess.", file=args.out)
+    print(
+        f"wrote {output} (input Nx3x{record['size']}x{record['size']} in [0, 1]; outputs boxes [N, A, 4] in "
+        f"input pixels and scores [N, A, {len(record['classes']) + 1}], background first); onnxruntime vs "
+        f"PyTorch max |diff| {diff:.3g}. Score threshold and per-class NMS are the runtime's: see "
+        "mobilenext.detection.export.postprocess.",
+        file=args.out,
+    )
     return 0

@@ -116,8 +116,14 @@ class _DetectionDataset(torch.utils.data.Dataset):
         self.problems.append(problem)
         self.counts[count] += amount
 
-    def _add(self, path: Path, objects: list[tuple[np.ndarray, int, bool, str]], size: tuple[int, int],
-             image_id: int, source: Path) -> None:
+    def _add(
+        self,
+        path: Path,
+        objects: list[tuple[np.ndarray, int, bool, str]],
+        size: tuple[int, int],
+        image_id: int,
+        source: Path,
+    ) -> None:
         """Clip and check the boxes of one image, then keep it. ``objects`` are (box, label, difficult, desc)."""
         width, height = size
         boxes = np.array([o[0] for o in objects], dtype=np.float32).reshape(-1, 4)
@@ -126,8 +132,9 @@ class _DetectionDataset(torch.utils.data.Dataset):
         self.counts["clipped_boxes"] += int((clipped & keep).sum())
         for (_, _, _, desc), ok in zip(objects, keep):
             if not ok:
-                self._report(f"{source}: {desc} has no area inside the {width}x{height} image; dropped.",
-                             "dropped_objects")
+                self._report(
+                    f"{source}: {desc} has no area inside the {width}x{height} image; dropped.", "dropped_objects"
+                )
         labels = np.array([o[1] for o in objects], dtype=np.int64)[keep]
         difficult = np.array([o[2] for o in objects], dtype=bool)[keep]
         self.counts["objects"] += int(keep.sum())
@@ -181,8 +188,9 @@ class VOCDetection(_DetectionDataset):
             return self._report(f"{xml_path} is not valid XML ({e}); image skipped.", "skipped_images")
         size = _voc_size(annotation) or _header_size(image_path)
         if size is None:
-            return self._report(f"{xml_path} has no image size and {image_path} is unreadable; image skipped.",
-                                "skipped_images")
+            return self._report(
+                f"{xml_path} has no image size and {image_path} is unreadable; image skipped.", "skipped_images"
+            )
         objects = [o for o in (self._voc_object(obj, xml_path) for obj in annotation.findall("object")) if o]
         self._add(image_path, objects, size, len(self._records), xml_path)
         self.image_ids.append(f"{year}/{name}")
@@ -190,8 +198,10 @@ class VOCDetection(_DetectionDataset):
     def _voc_object(self, obj: ET.Element, xml_path: Path) -> tuple[np.ndarray, int, bool, str] | None:
         name = (obj.findtext("name") or "").strip()
         if name not in self.classes:
-            return self._report(f"{xml_path}: unknown class {name!r} (not one of the {len(self.classes)} classes); "
-                                "object dropped.", "dropped_objects")
+            return self._report(
+                f"{xml_path}: unknown class {name!r} (not one of the {len(self.classes)} classes); object dropped.",
+                "dropped_objects",
+            )
         difficult = (obj.findtext("difficult") or "0").strip() == "1"
         if difficult and not self.keep_difficult:
             self.counts["excluded"] += 1
@@ -199,8 +209,9 @@ class VOCDetection(_DetectionDataset):
         try:
             xmin, ymin, xmax, ymax = (float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
         except (TypeError, ValueError):
-            return self._report(f"{xml_path}: {name} has a missing or non-numeric bndbox; object dropped.",
-                                "dropped_objects")
+            return self._report(
+                f"{xml_path}: {name} has a missing or non-numeric bndbox; object dropped.", "dropped_objects"
+            )
         box = np.array([xmin - 1, ymin - 1, xmax, ymax])  # 1-based inclusive -> 0-based continuous
         desc = f"{name} box (xmin {xmin:g}, ymin {ymin:g}, xmax {xmax:g}, ymax {ymax:g})"
         return box, self.classes.index(name) + 1, difficult, desc
@@ -227,8 +238,10 @@ class COCODetection(_DetectionDataset):
         self.include_crowd = include_crowd
         data = _read_coco_json(self.annotation_file)
         if not self.images_dir.is_dir():
-            raise ConfigError(f"COCO image folder {self.images_dir} does not exist; pass the folder holding the "
-                              f"images that {self.annotation_file.name} lists (e.g. .../val2017).")
+            raise ConfigError(
+                f"COCO image folder {self.images_dir} does not exist; pass the folder holding the "
+                f"images that {self.annotation_file.name} lists (e.g. .../val2017)."
+            )
         categories = sorted(data["categories"], key=lambda c: c["id"])
         self.classes = tuple(str(c.get("name", c["id"])) for c in categories)
         self.label_to_category_id = {k + 1: int(c["id"]) for k, c in enumerate(categories)}
@@ -238,8 +251,12 @@ class COCODetection(_DetectionDataset):
         for entry in data["images"]:
             self._add_coco_image(entry, by_image.pop(entry.get("id"), []), present)
         for image_id, orphans in by_image.items():  # what is left refers to no listed image
-            self._report(f"{self.annotation_file}: {len(orphans)} annotations refer to image id {image_id!r}, "
-                         "which the images list lacks; dropped.", "dropped_objects", len(orphans))
+            self._report(
+                f"{self.annotation_file}: {len(orphans)} annotations refer to image id {image_id!r}, "
+                "which the images list lacks; dropped.",
+                "dropped_objects",
+                len(orphans),
+            )
         self.coco_image_ids = [r.image_id for r in self._records]
         self._check_not_empty(f"{self.annotation_file} with images in {self.images_dir}")
 
@@ -252,8 +269,10 @@ class COCODetection(_DetectionDataset):
     def _add_coco_image(self, entry: dict, annotations: list[dict], present: set[str]) -> None:
         file_name, image_id = entry.get("file_name"), entry.get("id")
         if not isinstance(file_name, str) or not isinstance(image_id, int):
-            return self._report(f"{self.annotation_file}: image entry {entry} lacks an integer id or a file_name; "
-                                "skipped.", "skipped_images")
+            return self._report(
+                f"{self.annotation_file}: image entry {entry} lacks an integer id or a file_name; skipped.",
+                "skipped_images",
+            )
         path = self.images_dir / file_name
         if file_name not in present and not path.is_file():  # is_file for names with sub-folders
             return self._report(f"{path} (COCO image {image_id}) does not exist; image skipped.", "skipped_images")
@@ -261,8 +280,9 @@ class COCODetection(_DetectionDataset):
         if not all(isinstance(s, int) and s > 0 for s in size):
             size = _header_size(path)
             if size is None:
-                return self._report(f"{path} is unreadable and its size is not annotated; image skipped.",
-                                    "skipped_images")
+                return self._report(
+                    f"{path} is unreadable and its size is not annotated; image skipped.", "skipped_images"
+                )
         objects = [o for o in (self._coco_object(a, path) for a in annotations) if o]
         self._add(path, objects, size, image_id, self.annotation_file)
 
@@ -270,16 +290,21 @@ class COCODetection(_DetectionDataset):
         ann_id, category = annotation.get("id"), annotation.get("category_id")
         label = self._category_to_label.get(category)
         if label is None:
-            return self._report(f"{self.annotation_file}: annotation {ann_id} of {path.name} has unknown category "
-                                f"id {category!r}; dropped.", "dropped_objects")
+            return self._report(
+                f"{self.annotation_file}: annotation {ann_id} of {path.name} has unknown category "
+                f"id {category!r}; dropped.",
+                "dropped_objects",
+            )
         crowd = bool(annotation.get("iscrowd", 0))
         if crowd and not self.include_crowd:
             self.counts["excluded"] += 1
             return None
         bbox = annotation.get("bbox")
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-            return self._report(f"{self.annotation_file}: annotation {ann_id} of {path.name} has no valid bbox "
-                                f"({bbox!r}); dropped.", "dropped_objects")
+            return self._report(
+                f"{self.annotation_file}: annotation {ann_id} of {path.name} has no valid bbox ({bbox!r}); dropped.",
+                "dropped_objects",
+            )
         x, y, w, h = (float(v) for v in bbox)
         desc = f"annotation {ann_id} ({self.classes[label - 1]}, bbox {bbox}) of {path.name}"
         return np.array([x, y, x + w, y + h]), label, crowd, desc
@@ -386,13 +411,17 @@ def _find_devkit(root: Path) -> Path:
 def _read_image_set(devkit: Path, year: str, image_set: str) -> list[str]:
     folder = devkit / f"VOC{year}"
     if not folder.is_dir():
-        raise ConfigError(f"{folder} does not exist; expected the VOCdevkit layout {_VOC_LAYOUT} "
-                          f"under {devkit.parent if devkit.name == 'VOCdevkit' else devkit}.")
+        raise ConfigError(
+            f"{folder} does not exist; expected the VOCdevkit layout {_VOC_LAYOUT} "
+            f"under {devkit.parent if devkit.name == 'VOCdevkit' else devkit}."
+        )
     path = folder / "ImageSets" / "Main" / f"{image_set}.txt"
     if not path.is_file():
         available = sorted(p.stem for p in path.parent.glob("*.txt") if "_" not in p.stem)
-        raise ConfigError(f"{path} does not exist; expected the VOCdevkit layout {_VOC_LAYOUT} "
-                          f"(image sets present for VOC{year}: {', '.join(available) or 'none'}).")
+        raise ConfigError(
+            f"{path} does not exist; expected the VOCdevkit layout {_VOC_LAYOUT} "
+            f"(image sets present for VOC{year}: {', '.join(available) or 'none'})."
+        )
     # per-class lists (aeroplane_trainval.txt) add a second column; the id is always the first
     return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
@@ -407,14 +436,19 @@ def _voc_size(annotation: ET.Element) -> tuple[int, int] | None:
 
 def _read_coco_json(path: Path) -> dict:
     if not path.is_file():
-        raise ConfigError(f"COCO annotation file {path} does not exist; pass an instances json such as "
-                          "annotations/instances_val2017.json.")
+        raise ConfigError(
+            f"COCO annotation file {path} does not exist; pass an instances json such as "
+            "annotations/instances_val2017.json."
+        )
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path} is not valid JSON ({e}); pass a COCO instances json.") from None
-    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data, dict) or
-               not isinstance(data.get(k), list)]
+    missing = [
+        k
+        for k in ("images", "annotations", "categories")
+        if not isinstance(data, dict) or not isinstance(data.get(k), list)
+    ]
     if missing:
         raise ConfigError(f"{path} is not a COCO instances file: it has no {', '.join(missing)} list.")
     bad = [c for c in data["categories"] if not isinstance(c, dict) or not isinstance(c.get("id"), int)]

@@ -76,8 +76,11 @@ class DetectionConfig(DataParallelSettings):
         nargs="+",
     )
     test_set: str = setting("2007/test", "VOC YEAR/SET or COCO split to evaluate on")
-    classes: tuple[str, ...] | None = setting(None, "class names of a VOC-format dataset (default: the 20 VOC "
-                                              "classes; COCO reads them from its json)", nargs="+")
+    classes: tuple[str, ...] | None = setting(
+        None,
+        "class names of a VOC-format dataset (default: the 20 VOC classes; COCO reads them from its json)",
+        nargs="+",
+    )
     batch_size: int = setting(24, "images per batch and process", "-b", "--batch-size", **COUNT)
     iterations: int = setting(240_000, "training iterations", **COUNT)
     lr: float = setting(1e-3, "learning rate", **POSITIVE)
@@ -89,9 +92,14 @@ class DetectionConfig(DataParallelSettings):
     opt: str = setting("sgd", "timm optimizer name (sgd, adamw, ...)", **OPTIMIZER)
     momentum: float = setting(0.9, "SGD momentum", **FRACTION)
     weight_decay: float = setting(4e-5, "weight decay (not on norms and biases)", **NONNEG)
-    augment: bool = setting(True, "SSD augmentation: photometric distortion, zoom-out, min-IoU crop, flip "
-                            "(--no-augment: flip only, for quick runs)", action=argparse.BooleanOptionalAction)
+    augment: bool = setting(
+        True,
+        "SSD augmentation: photometric distortion, zoom-out, min-IoU crop, flip "
+        "(--no-augment: flip only, for quick runs)",
+        action=argparse.BooleanOptionalAction,
+    )
     eval_interval: int = setting(10_000, "iterations between evaluations and checkpoints", **COUNT)
+
 
 def parse_detect_args(argv: list[str]) -> DetectionConfig:
     """Parse a ``mobilenext detect train`` command line (for scripts and tests)."""
@@ -171,8 +179,9 @@ def open_detection_data(
     splits: dict[str, Any] = {}
     if kind == "voc":
         voc = {"classes": tuple(classes)} if classes else {}
-        splits["test"] = VOCDetection(root, _voc_sets(root, [test_set], True), keep_difficult=True,
-                                      transforms=test_tf, **voc)
+        splits["test"] = VOCDetection(
+            root, _voc_sets(root, [test_set], True), keep_difficult=True, transforms=test_tf, **voc
+        )
         if train_sets is not None:
             splits["train"] = VOCDetection(root, _voc_sets(root, train_sets, False), transforms=train_tf, **voc)
     else:  # VOC-style YEAR/SET names (the defaults) mean COCO's usual splits
@@ -194,8 +203,10 @@ def _report_split(name: str, split) -> None:
     if len(split.problems) > _PROBLEMS_SHOWN:
         log.warning(f"  ... and {len(split.problems) - _PROBLEMS_SHOWN} more")
     if split.counts["objects"] == 0:
-        raise ConfigError(f"the {name} split has no objects of the classes {', '.join(split.classes[:5])}, ...; "
-                          "name the dataset's classes with --classes.")
+        raise ConfigError(
+            f"the {name} split has no objects of the classes {', '.join(split.classes[:5])}, ...; "
+            "name the dataset's classes with --classes."
+        )
 
 
 class SeededSamples(torch.utils.data.Dataset):
@@ -347,8 +358,11 @@ class DetectionTask(Task):
         losses = model(images, targets)
         loss = losses["bbox_regression"] + losses["classification"]
         n = len(images)
-        sums = {"train_loss": loss.detach() * n, "bbox_loss": losses["bbox_regression"].detach() * n,
-                "cls_loss": losses["classification"].detach() * n}
+        sums = {
+            "train_loss": loss.detach() * n,
+            "bbox_loss": losses["bbox_regression"].detach() * n,
+            "cls_loss": losses["classification"].detach() * n,
+        }
         return Step(loss, n, sums, problems)
 
     def after_step(self) -> None:
@@ -374,13 +388,17 @@ class DetectionTask(Task):
         }
 
     def round_line(self, row: dict[str, Any]) -> str:
-        return (f"iteration {row['iteration']:,}/{self.cfg.iterations:,}  loss {row['train_loss']:.4f}  "
-                f"{_headline(row)}  lr {row['lr']:.3g}  {row['round_time']:.1f}s")
+        return (
+            f"iteration {row['iteration']:,}/{self.cfg.iterations:,}  loss {row['train_loss']:.4f}  "
+            f"{_headline(row)}  lr {row['lr']:.3g}  {row['round_time']:.1f}s"
+        )
 
     def describe(self) -> str:
         cfg = self.cfg
-        return (f"{cfg.model} on {self.data.description}; {cfg.iterations:,} iterations of batch {cfg.batch_size} "
-                f"x {self.dist.world_size} process(es); device {self.device}; output {self.runner.output}")
+        return (
+            f"{cfg.model} on {self.data.description}; {cfg.iterations:,} iterations of batch {cfg.batch_size} "
+            f"x {self.dist.world_size} process(es); device {self.device}; output {self.runner.output}"
+        )
 
     def progress_text(self) -> str:
         return f"iteration {self.iteration:,}"

@@ -85,8 +85,9 @@ def postprocess(
     return {"boxes": boxes, "scores": scores[keep], "labels": labels[keep]}
 
 
-def export_detector_onnx(ssd: nn.Module, path: str | Path, size: int, verify: torch.Tensor | None = None,
-                         overwrite: bool = True) -> float:
+def export_detector_onnx(
+    ssd: nn.Module, path: str | Path, size: int, verify: torch.Tensor | None = None, overwrite: bool = True
+) -> float:
     """Write ``DetectorGraph(ssd)`` to ``path`` (dynamic batch, checked by ``onnx.checker``) and return the
     largest difference of its outputs in onnxruntime against PyTorch on ``verify`` (``size x size`` images)."""
     for module in ("onnx", "onnxscript", "onnxruntime"):
@@ -98,9 +99,17 @@ def export_detector_onnx(ssd: nn.Module, path: str | Path, size: int, verify: to
     verify = verify if verify is not None else torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     path = Path(path)
     with atomic_path(path, overwrite=overwrite) as tmp, exporter_errors("onnx"):
-        torch.onnx.export(graph, (verify[:2].contiguous(),), str(tmp), dynamo=True, input_names=["images"],
-                          output_names=["boxes", "scores"], dynamic_shapes=({0: torch.export.Dim("batch", max=1024)},),
-                          external_data=False, verbose=False)
+        torch.onnx.export(
+            graph,
+            (verify[:2].contiguous(),),
+            str(tmp),
+            dynamo=True,
+            input_names=["images"],
+            output_names=["boxes", "scores"],
+            dynamic_shapes=({0: torch.export.Dim("batch", max=1024)},),
+            external_data=False,
+            verbose=False,
+        )
         onnx.checker.check_model(str(tmp), full_check=True)
     with torch.no_grad():
         expected = graph(verify)

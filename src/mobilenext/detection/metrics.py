@@ -83,8 +83,10 @@ def _labels(value: Any, length: int, num_classes: int, what: str) -> np.ndarray:
     labels = _vector(value, np.int64, length, what)
     bad = labels[(labels < 1) | (labels > num_classes)]
     if len(bad):
-        raise ConfigError(f"{what} holds label {int(bad[0])}, outside 1..{num_classes} (0 is the background and "
-                          f"never a class; set num_classes to the number of object classes).")
+        raise ConfigError(
+            f"{what} holds label {int(bad[0])}, outside 1..{num_classes} (0 is the background and "
+            f"never a class; set num_classes to the number of object classes)."
+        )
     return labels
 
 
@@ -94,8 +96,9 @@ def _field(mapping: Mapping[str, Any], key: str, what: str) -> Any:
     return mapping[key]
 
 
-def _image_arrays(detection: Mapping[str, Any], target: Mapping[str, Any], num_classes: int,
-                  where: str) -> tuple[_Arrays, _Arrays]:
+def _image_arrays(
+    detection: Mapping[str, Any], target: Mapping[str, Any], num_classes: int, where: str
+) -> tuple[_Arrays, _Arrays]:
     """One image's detection and target as validated numpy arrays, keeping only what the metrics read."""
     det_what, gt_what = f"the detections of {where}", f"the target of {where}"
     det_boxes = _boxes(_field(detection, "boxes", det_what), f"{det_what}: 'boxes'")
@@ -116,11 +119,14 @@ def _image_arrays(detection: Mapping[str, Any], target: Mapping[str, Any], num_c
     return det, gt
 
 
-def _all_image_arrays(detections: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],
-                      num_classes: int) -> list[tuple[_Arrays, _Arrays]]:
+def _all_image_arrays(
+    detections: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]], num_classes: int
+) -> list[tuple[_Arrays, _Arrays]]:
     if len(detections) != len(targets):
-        raise ConfigError(f"got detections for {len(detections)} images but targets for {len(targets)}; "
-                          "pass one detection dict and one target dict per image, in the same order.")
+        raise ConfigError(
+            f"got detections for {len(detections)} images but targets for {len(targets)}; "
+            "pass one detection dict and one target dict per image, in the same order."
+        )
     return [_image_arrays(d, t, num_classes, f"image {i}") for i, (d, t) in enumerate(zip(detections, targets))]
 
 
@@ -139,8 +145,13 @@ def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def match_image(det_boxes: np.ndarray, det_scores: np.ndarray, gt_boxes: np.ndarray, gt_difficult: np.ndarray,
-                iou_threshold: float = VOC_IOU_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+def match_image(
+    det_boxes: np.ndarray,
+    det_scores: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_difficult: np.ndarray,
+    iou_threshold: float = VOC_IOU_THRESHOLD,
+) -> tuple[np.ndarray, np.ndarray]:
     """The devkit's greedy matching for one class in one image: (tp, fp) flags in the detections' order.
 
     Detections are visited by descending score (stable for ties); each looks only at the ground truth it
@@ -171,8 +182,9 @@ def match_image(det_boxes: np.ndarray, det_scores: np.ndarray, gt_boxes: np.ndar
     return tp, fp
 
 
-def precision_recall(scores: np.ndarray, tp: np.ndarray, fp: np.ndarray,
-                     num_positives: int) -> tuple[np.ndarray, np.ndarray]:
+def precision_recall(
+    scores: np.ndarray, tp: np.ndarray, fp: np.ndarray, num_positives: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Recall and precision after each detection of one class, taken by descending score (stable for ties).
 
     Detections that are neither TP nor FP (on a difficult ground truth) are dropped: in the devkit they only
@@ -206,9 +218,12 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = Fals
     return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
 
 
-def average_precision_per_class(detections: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],
-                                num_classes: int,
-                                iou_threshold: float = VOC_IOU_THRESHOLD) -> dict[int, tuple[float, float]]:
+def average_precision_per_class(
+    detections: Sequence[Mapping[str, Any]],
+    targets: Sequence[Mapping[str, Any]],
+    num_classes: int,
+    iou_threshold: float = VOC_IOU_THRESHOLD,
+) -> dict[int, tuple[float, float]]:
     """VOC AP of each class that has non-difficult ground truth: ``{label: (area AP, 11-point AP)}``.
 
     ``detections`` / ``targets``: one dict per image in torchvision's format (tensors or numpy arrays).
@@ -231,9 +246,12 @@ def average_precision_per_class(detections: Sequence[Mapping[str, Any]], targets
     for label in range(1, num_classes + 1):
         if positives[label] == 0:
             continue
-        recall, precision = precision_recall(np.concatenate(scores[label] or [np.zeros(0)]),
-                                             np.concatenate(tps[label] or [np.zeros(0, bool)]),
-                                             np.concatenate(fps[label] or [np.zeros(0, bool)]), positives[label])
+        recall, precision = precision_recall(
+            np.concatenate(scores[label] or [np.zeros(0)]),
+            np.concatenate(tps[label] or [np.zeros(0, bool)]),
+            np.concatenate(fps[label] or [np.zeros(0, bool)]),
+            positives[label],
+        )
         result[label] = (voc_ap(recall, precision), voc_ap(recall, precision, use_07_metric=True))
     return result
 
@@ -248,19 +266,38 @@ def _xywh(boxes: np.ndarray) -> np.ndarray:
 
 def _coco_datasets(images: list[tuple[_Arrays, _Arrays]], num_classes: int) -> tuple[dict, dict]:
     """In-memory COCO ground truth and results. Ids start at 1: COCOeval reads id 0 as "unmatched"."""
-    meta = {"images": [{"id": i + 1} for i in range(len(images))],
-            "categories": [{"id": k} for k in range(1, num_classes + 1)]}
+    meta = {
+        "images": [{"id": i + 1} for i in range(len(images))],
+        "categories": [{"id": k} for k in range(1, num_classes + 1)],
+    }
     gt_anns: list[dict[str, Any]] = []
     dt_anns: list[dict[str, Any]] = []
     for image_id, (det, gt) in enumerate(images, start=1):
         for box, label, crowd in zip(_xywh(gt["boxes"]).tolist(), gt["labels"].tolist(), gt["difficult"].tolist()):
             # Ignored ground truth becomes a crowd region: COCOeval neither needs it found nor counts
             # detections on it as false positives.
-            gt_anns.append({"id": len(gt_anns) + 1, "image_id": image_id, "category_id": label, "bbox": box,
-                            "area": box[2] * box[3], "iscrowd": int(crowd)})
+            gt_anns.append(
+                {
+                    "id": len(gt_anns) + 1,
+                    "image_id": image_id,
+                    "category_id": label,
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": int(crowd),
+                }
+            )
         for box, label, score in zip(_xywh(det["boxes"]).tolist(), det["labels"].tolist(), det["scores"].tolist()):
-            dt_anns.append({"id": len(dt_anns) + 1, "image_id": image_id, "category_id": label, "bbox": box,
-                            "area": box[2] * box[3], "score": score, "iscrowd": 0})
+            dt_anns.append(
+                {
+                    "id": len(dt_anns) + 1,
+                    "image_id": image_id,
+                    "category_id": label,
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "score": score,
+                    "iscrowd": 0,
+                }
+            )
     return {**meta, "annotations": gt_anns}, {**meta, "annotations": dt_anns}
 
 
@@ -277,8 +314,9 @@ def _undefined_as_nan(value: float) -> float:
     return float("nan") if value < 0 else float(value)
 
 
-def coco_metrics(detections: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]],
-                 num_classes: int) -> dict[str, Any]:
+def coco_metrics(
+    detections: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]], num_classes: int
+) -> dict[str, Any]:
     """COCO box AP from pycocotools' ``COCOeval`` on in-memory COCO structures built from the arrays.
 
     Returns ``ap`` (IoU 0.5:0.95), ``ap50``, ``ap75``, ``ap_small`` / ``ap_medium`` / ``ap_large`` (NaN where
@@ -322,14 +360,17 @@ class DetectionEvaluator:
 
     def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, metric: str = "voc") -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ConfigError(f"num_classes must be the number of object classes (>= 1, without the background), "
-                              f"got {num_classes!r}.")
+            raise ConfigError(
+                f"num_classes must be the number of object classes (>= 1, without the background), got {num_classes!r}."
+            )
         if metric not in METRICS:
             raise ConfigError(f"unknown detection metric {metric!r}; choose one of {', '.join(METRICS)}.")
         names = [str(k) for k in range(1, num_classes + 1)] if class_names is None else [str(n) for n in class_names]
         if len(names) != num_classes or len(set(names)) != num_classes:
-            raise ConfigError(f"class_names must list {num_classes} distinct names (one per class, no background), "
-                              f"got {len(names)}{' with repeats' if len(set(names)) != len(names) else ''}.")
+            raise ConfigError(
+                f"class_names must list {num_classes} distinct names (one per class, no background), "
+                f"got {len(names)}{' with repeats' if len(set(names)) != len(names) else ''}."
+            )
         if metric == "coco":  # fail now, not after a whole evaluation pass
             require("pycocotools.coco", "detection")
         self.num_classes, self.class_names, self.metric = num_classes, names, metric
@@ -352,8 +393,10 @@ class DetectionEvaluator:
     def compute(self) -> dict[str, Any]:
         """The metrics over everything added since construction or the last :meth:`reset`."""
         if not any((~gt["difficult"]).any() for _, gt in self._images):
-            raise ConfigError(f"no ground-truth boxes (other than difficult ones) among the {self.num_images} "
-                              "images given, so AP is undefined; pass targets with boxes to update() first.")
+            raise ConfigError(
+                f"no ground-truth boxes (other than difficult ones) among the {self.num_images} "
+                "images given, so AP is undefined; pass targets with boxes to update() first."
+            )
         detections, targets = [d for d, _ in self._images], [g for _, g in self._images]
         if self.metric == "coco":
             result = coco_metrics(detections, targets, self.num_classes)
@@ -361,8 +404,10 @@ class DetectionEvaluator:
             per_class = result["ap50_per_class"]
         else:
             aps = average_precision_per_class(detections, targets, self.num_classes)
-            result = {"map50": float(np.mean([area for area, _ in aps.values()])),
-                      "map50_voc07": float(np.mean([ap07 for _, ap07 in aps.values()]))}
+            result = {
+                "map50": float(np.mean([area for area, _ in aps.values()])),
+                "map50_voc07": float(np.mean([ap07 for _, ap07 in aps.values()])),
+            }
             per_class = {label: area for label, (area, _) in aps.items()}
         result["ap50_per_class"] = {self.class_names[label - 1]: ap for label, ap in per_class.items()}
         return result

@@ -83,8 +83,12 @@ class SSDDefaultBoxes(DefaultBoxGenerator):
         # Set before the parent's __init__, which calls _generate_wh_pairs (plain lists: no Module needed yet).
         self.min_sizes = [size / image_size for size in min_sizes]
         self.max_sizes = [size / image_size for size in max_sizes]
-        super().__init__([list(r) for r in aspect_ratios], scales=[*self.min_sizes, 1.0],
-                         steps=list(steps) if steps else None, clip=clip)
+        super().__init__(
+            [list(r) for r in aspect_ratios],
+            scales=[*self.min_sizes, 1.0],
+            steps=list(steps) if steps else None,
+            clip=clip,
+        )
 
     def _generate_wh_pairs(
         self, num_outputs: int, dtype: torch.dtype = torch.float32, device: torch.device = torch.device("cpu")
@@ -231,13 +235,20 @@ def ssdlite(
         raise UnknownModelError(f"no SSDLite backbone for {backbone!r}; use a mobilenext_* or mobilenetv2_* model.")
     _init_new_layers(features.extras)
     boxes = SSDDefaultBoxes(
-        AUTHORS_BOXES["min_sizes"], AUTHORS_BOXES["max_sizes"], AUTHORS_BOXES["aspect_ratios"],
-        image_size=AUTHORS_SIZE, steps=AUTHORS_BOXES["steps"] if size == AUTHORS_SIZE else None,
+        AUTHORS_BOXES["min_sizes"],
+        AUTHORS_BOXES["max_sizes"],
+        AUTHORS_BOXES["aspect_ratios"],
+        image_size=AUTHORS_SIZE,
+        steps=AUTHORS_BOXES["steps"] if size == AUTHORS_SIZE else None,
     )
     head = SSDLiteHead(features.out_channels, boxes.num_anchors_per_location(), num_classes, _NORM)
     settings = {
-        "score_thresh": 0.001, "nms_thresh": 0.55, "detections_per_img": 300, "topk_candidates": 300,
-        "image_mean": list(body.pretrained_cfg["mean"]), "image_std": list(body.pretrained_cfg["std"]),
+        "score_thresh": 0.001,
+        "nms_thresh": 0.55,
+        "detections_per_img": 300,
+        "topk_candidates": 300,
+        "image_mean": list(body.pretrained_cfg["mean"]),
+        "image_std": list(body.pretrained_cfg["std"]),
         **ssd_kwargs,
     }
     model = SSD(features, boxes, (size, size), num_classes, head=head, **settings)

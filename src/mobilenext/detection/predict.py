@@ -20,8 +20,10 @@ __all__ = ["detect_images", "draw_detections", "plan_outputs"]
 
 def draw_detections(image: torch.Tensor, detections: dict[str, torch.Tensor], classes: Sequence[str]) -> Image.Image:
     """``image`` (uint8 CHW) with each detection's box and ``class score`` label drawn on it."""
-    labels = [f"{classes[int(label) - 1]} {float(score):.2f}"
-              for label, score in zip(detections["labels"], detections["scores"])]
+    labels = [
+        f"{classes[int(label) - 1]} {float(score):.2f}"
+        for label, score in zip(detections["labels"], detections["scores"])
+    ]
     width = max(1, round(max(image.shape[1:]) / 200))  # lines stay visible on large photos
     drawn = draw_bounding_boxes(image, detections["boxes"], labels=labels, width=width, colors="yellow")
     return F.to_pil_image(drawn)
@@ -41,8 +43,9 @@ def plan_outputs(paths: Sequence[Path], folder: str | Path, overwrite: bool = Fa
     existing = [o for o in outputs if o.exists()]
     if existing and not overwrite:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise OutputExistsError(f"{existing[0]}{more} exist(s) in {folder}; pass --overwrite to replace them, or "
-                                "choose another -o.")
+        raise OutputExistsError(
+            f"{existing[0]}{more} exist(s) in {folder}; pass --overwrite to replace them, or choose another -o."
+        )
     return outputs
 
 

@@ -17,8 +17,16 @@ from .._io import atomic_path, is_temp_file
 from ..errors import CheckpointError
 from ..models.checkpoint import safety_refusal
 
-__all__ = ["FORMAT", "LAST", "BEST", "save_checkpoint", "load_training_checkpoint", "rng_state", "set_rng_state",
-           "remove_stale_temp_files"]
+__all__ = [
+    "FORMAT",
+    "LAST",
+    "BEST",
+    "save_checkpoint",
+    "load_training_checkpoint",
+    "rng_state",
+    "set_rng_state",
+    "remove_stale_temp_files",
+]
 
 LAST, BEST = "last.pth", "best.pth"
 FORMAT = "mobilenext-train-2"  # 2: tagged by the engine (task, identity, rounds, history); 1: before it
@@ -41,12 +49,14 @@ def load_training_checkpoint(path: str | Path, action: str = "resume") -> dict[s
     except Exception as e:
         if (refusal := safety_refusal(path, e)) is not None:
             raise CheckpointError(f"cannot {action} from {path}: it {refusal}.") from None
-        raise CheckpointError(f"cannot {action} from {path}: it is truncated or corrupt ({type(e).__name__}).") \
-            from None
+        raise CheckpointError(
+            f"cannot {action} from {path}: it is truncated or corrupt ({type(e).__name__})."
+        ) from None
     if not isinstance(state, dict) or state.get("format") not in _READABLE:
         hint = "; start from its weights with --pretrained instead" if action == "resume" else ""
-        raise CheckpointError(f"cannot {action} from {path}: it is a weights file, not a mobilenext training "
-                              f"checkpoint{hint}.")
+        raise CheckpointError(
+            f"cannot {action} from {path}: it is a weights file, not a mobilenext training checkpoint{hint}."
+        )
     return state
 
 

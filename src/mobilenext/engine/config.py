@@ -88,10 +88,14 @@ class RunSettings(Settings):
     device: str | None = setting(None, "cuda or cpu (default: cuda when available)", **DEVICE)
     seed: int = setting(42, "random seed", **ANY_INT)
     output: str | None = setting(None, "run folder (default: a new runs/<model>-<date>-<time>)")
-    resume: str | None = setting(None, "checkpoint to continue, or 'auto': the --output folder's last.pth (without "
-                                 "--output, the newest run of the same model in runs/)")
-    workers: int | None = setting(None, "data loader processes per rank (default: up to 4, one per core)",
-                                  "-j", "--workers", **NONNEG_INT)
+    resume: str | None = setting(
+        None,
+        "checkpoint to continue, or 'auto': the --output folder's last.pth (without "
+        "--output, the newest run of the same model in runs/)",
+    )
+    workers: int | None = setting(
+        None, "data loader processes per rank (default: up to 4, one per core)", "-j", "--workers", **NONNEG_INT
+    )
     log_interval: int = setting(50, "steps between progress reports when not on a terminal", **COUNT)
 
 
@@ -100,8 +104,9 @@ class DataParallelSettings(RunSettings):
     """What the data-parallel tasks (classification, detection) add: mixed precision and SyncBatchNorm."""
 
     amp: bool = setting(False, "mixed precision (float16 on GPU, bfloat16 on CPU)", **_BOOL)
-    sync_bn: bool = setting(False, "synchronise BatchNorm statistics across GPUs under DDP (timm's conversion, "
-                            "activations kept)", **_BOOL)
+    sync_bn: bool = setting(
+        False, "synchronise BatchNorm statistics across GPUs under DDP (timm's conversion, activations kept)", **_BOOL
+    )
 
 
 RUN_SETTINGS = frozenset(f.name for f in dataclasses.fields(DataParallelSettings))
@@ -126,10 +131,12 @@ class TrainConfig(DataParallelSettings):
     mean: tuple[float, ...] | None = setting(None, "normalisation mean (3 values)", type=Number(float), nargs=3)
     std: tuple[float, ...] | None = setting(None, "normalisation std (3 values)", nargs=3, **POSITIVE)
     # augmentation (timm's)
-    scale: tuple[float, ...] | None = setting(None, "random-resized-crop area range (default 0.08 1)", nargs=2,
-                                               type=Number(float, 0, 1, low_open=True))
-    ratio: tuple[float, ...] | None = setting(None, "random-resized-crop aspect range (default 3/4 4/3)", nargs=2,
-                                               **POSITIVE)
+    scale: tuple[float, ...] | None = setting(
+        None, "random-resized-crop area range (default 0.08 1)", nargs=2, type=Number(float, 0, 1, low_open=True)
+    )
+    ratio: tuple[float, ...] | None = setting(
+        None, "random-resized-crop aspect range (default 3/4 4/3)", nargs=2, **POSITIVE
+    )
     hflip: float | None = setting(None, "horizontal flip probability (default 0.5; 0 for digits)", **PROBABILITY)
     color_jitter: float | None = setting(None, "colour jitter strength (default 0.4)", **NONNEG)
     aa: str | None = setting(None, "auto-augment policy, e.g. rand-m9-mstd0.5")
@@ -145,15 +152,20 @@ class TrainConfig(DataParallelSettings):
     lr: float | None = setting(None, "learning rate (default: lr_base scaled to the global batch size)", **POSITIVE)
     lr_base: float = setting(0.1, "learning rate at global batch size lr_base_size", **POSITIVE)
     lr_base_size: int = setting(256, "global batch size lr_base refers to", **COUNT)
-    lr_base_scale: str = setting("auto", "how lr grows with the batch size (auto: sqrt for Adam-like optimizers, "
-                                  "else linear)", choices=("auto", "linear", "sqrt"))
+    lr_base_scale: str = setting(
+        "auto",
+        "how lr grows with the batch size (auto: sqrt for Adam-like optimizers, else linear)",
+        choices=("auto", "linear", "sqrt"),
+    )
     opt: str = setting("sgd", "timm optimizer name (sgd, rmsproptf, adamw, ...)", **OPTIMIZER)
     opt_eps: float | None = setting(None, "optimizer epsilon", **POSITIVE)
     momentum: float = setting(0.9, "optimizer momentum", **FRACTION)
-    weight_decay: float = setting(2e-5, "weight decay (not applied to biases and norms, unless --weight-decay-all)",
-                                  **NONNEG)
-    weight_decay_all: bool = setting(False, "apply weight decay to biases and norm weights too (as DARTS does)",
-                                     **_BOOL)
+    weight_decay: float = setting(
+        2e-5, "weight decay (not applied to biases and norms, unless --weight-decay-all)", **NONNEG
+    )
+    weight_decay_all: bool = setting(
+        False, "apply weight decay to biases and norm weights too (as DARTS does)", **_BOOL
+    )
     clip_grad: float | None = setting(None, "clip gradient norm to this value", **POSITIVE)
     sched: str = setting("cosine", "timm scheduler (cosine, step, ...)", type=checks.SCHEDULER)
     warmup_epochs: int = setting(5, "linear warm-up epochs", **NONNEG_INT)
@@ -191,8 +203,11 @@ def _fields(schema: type) -> dict[str, dataclasses.Field]:
 def add_config_arguments(parser: argparse.ArgumentParser, schema: type = TrainConfig) -> None:
     """Add ``--config`` and one flag per field of ``schema`` (a settings dataclass built with :func:`setting`);
     flags not given stay absent, so a config file's values survive."""
-    parser.add_argument("--config", default=argparse.SUPPRESS,
-                        help=f"YAML recipe: a file or a packaged name ({', '.join(list_configs())})")
+    parser.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help=f"YAML recipe: a file or a packaged name ({', '.join(list_configs())})",
+    )
     run_group = parser.add_argument_group("run settings (shared by every training command)")
     for name, f in _fields(schema).items():
         meta = dict(f.metadata)
@@ -204,8 +219,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, schema: type = TrainCo
 
 
 def list_configs() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in resources.files("mobilenext.configs").iterdir()
-                  if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml")
+        for p in resources.files("mobilenext.configs").iterdir()
+        if p.name.endswith(".yaml")
+    )
 
 
 def find_config(name_or_path: str) -> Path:
@@ -287,8 +305,9 @@ def config_from_args(
         if isinstance(settings.get(name), str) and Path(settings[name]).exists():
             settings[name] = str(Path(settings[name]).resolve())  # what a checkpoint stores must not depend on cwd
     if settings.get("resume") and "pretrained" in given and "resume" in given:
-        raise ConfigError("--pretrained and --resume exclude each other: a resumed run continues its own "
-                          "weights; drop one of them.")
+        raise ConfigError(
+            "--pretrained and --resume exclude each other: a resumed run continues its own weights; drop one of them."
+        )
     settings = schema(**settings)
     settings.check()
     return settings

@@ -53,12 +53,14 @@ def evaluate(
             logits = model(images).float()
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices == targets[:, None]
-        sums[:4] += torch.stack([
-            F.cross_entropy(logits, targets, reduction="sum").double(),
-            top[:, 0].sum().double(),
-            top.any(dim=1).sum().double(),
-            torch.tensor(len(targets), dtype=torch.float64, device=device),
-        ])
+        sums[:4] += torch.stack(
+            [
+                F.cross_entropy(logits, targets, reduction="sum").double(),
+                top[:, 0].sum().double(),
+                top.any(dim=1).sum().double(),
+                torch.tensor(len(targets), dtype=torch.float64, device=device),
+            ]
+        )
         bar.update(len(targets))
     bar.close()
     if device.type == "cuda":

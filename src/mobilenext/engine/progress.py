@@ -18,8 +18,11 @@ _BAR_REFRESH = 10  # steps between postfix updates of the terminal bar
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
+        else f"{seconds // 60}:{seconds % 60:02d}"
+    )
 
 
 class Progress:
@@ -28,8 +31,11 @@ class Progress:
     def __init__(self, total: int, desc: str, enabled: bool = True, interval: int = 50):
         self.total, self.desc, self.interval = total, desc, max(1, interval)
         self.enabled = enabled
-        self.bar = tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True) \
-            if enabled and sys.stderr.isatty() else None
+        self.bar = (
+            tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True)
+            if enabled and sys.stderr.isatty()
+            else None
+        )
         self.steps = self.images = 0
         self.start = time.perf_counter()
 
@@ -55,8 +61,10 @@ class Progress:
         elif self.steps % self.interval == 0 and self.steps < self.total:  # the epoch line reports the end
             eta = self.elapsed / self.steps * (self.total - self.steps)
             values = "  ".join(f"{k} {float(v):.4g}" for k, v in shown.items())
-            log.info(f"{self.desc} {self.steps}/{self.total}  {values}  {self.images_per_second:.0f} img/s  "
-                     f"eta {_duration(eta)}")
+            log.info(
+                f"{self.desc} {self.steps}/{self.total}  {values}  {self.images_per_second:.0f} img/s  "
+                f"eta {_duration(eta)}"
+            )
 
     def close(self) -> None:
         if self.bar is not None:

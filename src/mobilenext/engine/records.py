@@ -86,21 +86,43 @@ class _Kind(NamedTuple):
 
 
 _KINDS = (
-    _Kind("classification", "mobilenext train / nas train", ("epoch", "train_loss", "eval_loss", "eval_prec1"),
-          "epoch", (("train_loss", "train"), ("eval_loss", "eval")),
-          (("eval_prec1", "top-1"), ("ema_eval_prec1", "EMA top-1")),
-          "top-1 (%)", "loss (train: with label smoothing)", "held-out top-1"),
-    _Kind("detection", "mobilenext detect train", ("iteration", "train_loss", "bbox_loss", "cls_loss", "map50"),
-          "iteration", (("train_loss", "total"), ("bbox_loss", "bbox"), ("cls_loss", "cls")),
-          # COCO rows also hold map50 (= ap50), but AP@[.5:.95] is their headline; a VOC run next to a COCO
-          # run falls back to the mAP@0.5 they share, so the curves stay comparable.
-          (("ap", "COCO AP@[.5:.95]"), ("map50", "mAP@0.5")),
-          "{} (%)", "training loss (total = bbox + cls)", "held-out mAP", percent=100.0, one_score=True),
-    _Kind("NAS search", "mobilenext nas search", ("epoch", "train_loss", "train_acc", "val_loss", "val_acc"),
-          "epoch", (("train_loss", "train"), ("val_loss", "held-out half")),
-          (("train_acc", "train"), ("val_acc", "held-out half")),
-          "accuracy (%)", "search loss (held-out: the half that trains the alphas)",
-          "search accuracy (held-out: the alpha half)"),
+    _Kind(
+        "classification",
+        "mobilenext train / nas train",
+        ("epoch", "train_loss", "eval_loss", "eval_prec1"),
+        "epoch",
+        (("train_loss", "train"), ("eval_loss", "eval")),
+        (("eval_prec1", "top-1"), ("ema_eval_prec1", "EMA top-1")),
+        "top-1 (%)",
+        "loss (train: with label smoothing)",
+        "held-out top-1",
+    ),
+    _Kind(
+        "detection",
+        "mobilenext detect train",
+        ("iteration", "train_loss", "bbox_loss", "cls_loss", "map50"),
+        "iteration",
+        (("train_loss", "total"), ("bbox_loss", "bbox"), ("cls_loss", "cls")),
+        # COCO rows also hold map50 (= ap50), but AP@[.5:.95] is their headline; a VOC run next to a COCO
+        # run falls back to the mAP@0.5 they share, so the curves stay comparable.
+        (("ap", "COCO AP@[.5:.95]"), ("map50", "mAP@0.5")),
+        "{} (%)",
+        "training loss (total = bbox + cls)",
+        "held-out mAP",
+        percent=100.0,
+        one_score=True,
+    ),
+    _Kind(
+        "NAS search",
+        "mobilenext nas search",
+        ("epoch", "train_loss", "train_acc", "val_loss", "val_acc"),
+        "epoch",
+        (("train_loss", "train"), ("val_loss", "held-out half")),
+        (("train_acc", "train"), ("val_acc", "held-out half")),
+        "accuracy (%)",
+        "search loss (held-out: the half that trains the alphas)",
+        "search accuracy (held-out: the alpha half)",
+    ),
 )
 
 _RUN_FOLDER = "a run folder is the --output of `mobilenext train`, `detect train` or `nas search`"
@@ -118,8 +140,10 @@ def _load_run(run: Path) -> _Run:
         raise ConfigError(f"{run} does not exist; give a run folder or its summary.csv ({_RUN_FOLDER}).")
     path = run / "summary.csv" if run.is_dir() else run
     if not path.is_file():
-        raise ConfigError(f"{run} holds no summary.csv; is it a run folder? ({_RUN_FOLDER}, "
-                          "and gets summary.csv after its first epoch or evaluation).")
+        raise ConfigError(
+            f"{run} holds no summary.csv; is it a run folder? ({_RUN_FOLDER}, "
+            "and gets summary.csv after its first epoch or evaluation)."
+        )
     # the folder names the run, also when its summary.csv is given (a file of another name names itself)
     label = path.resolve().parent.name if path.name == "summary.csv" else path.stem
     try:
@@ -132,8 +156,10 @@ def _load_run(run: Path) -> _Run:
     kind = next((k for k in _KINDS if set(k.required) <= columns), None)
     if kind is None:
         expected = "; ".join(f"{','.join(k.required)} ({k.name}: {k.made_by})" for k in _KINDS)
-        raise ConfigError(f"{path} has columns {','.join(dict.fromkeys(c for r in rows for c in r))}, which match "
-                          f"no kind of run; expected one of: {expected}.")
+        raise ConfigError(
+            f"{path} has columns {','.join(dict.fromkeys(c for r in rows for c in r))}, which match "
+            f"no kind of run; expected one of: {expected}."
+        )
     return _Run(label, rows, kind)
 
 
@@ -146,8 +172,10 @@ def _load_runs(run_dirs: Sequence[str | Path], reference: str | None) -> list[_R
     if reference:
         others = [f"{run.label} ({run.kind.name})" for run in runs if run.kind.name != "classification"]
         if others:
-            raise ConfigError(f"--reference adds the authors' ImageNet classification curve, which cannot share axes "
-                              f"with {', '.join(others)}; leave --reference out for this run.")
+            raise ConfigError(
+                f"--reference adds the authors' ImageNet classification curve, which cannot share axes "
+                f"with {', '.join(others)}; leave --reference out for this run."
+            )
         label = f"authors: {REFERENCE_RUNS.get(reference, reference)}"
         runs.append(_Run(label, reference_summary(reference), _KINDS[0]))
     if not runs:
@@ -171,20 +199,23 @@ def _draw_runs(runs: list[_Run]) -> Figure:
                 if not points:
                     continue
                 style = "--" if run.label.startswith("authors") else ("-", "-", ":")[i]
-                (line,) = ax.plot(*zip(*points), style, color=color, alpha=(1.0, 0.5, 0.8)[i],
-                                  label=f"{run.label} {name}")
+                (line,) = ax.plot(
+                    *zip(*points), style, color=color, alpha=(1.0, 0.5, 0.8)[i], label=f"{run.label} {name}"
+                )
                 color = line.get_color()
     ax_loss.set(xlabel=kind.x, ylabel="loss", title=kind.loss_title)
-    ax_score.set(xlabel=kind.x, ylabel=kind.score_axis.format(", ".join(name for _, name in scores)),
-                 title=kind.score_title)
+    ax_score.set(
+        xlabel=kind.x, ylabel=kind.score_axis.format(", ".join(name for _, name in scores)), title=kind.score_title
+    )
     for ax in (ax_loss, ax_score):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return fig
 
 
-def plot_runs(run_dirs: Sequence[str | Path], output: str | Path, reference: str | None = None,
-              overwrite: bool = True) -> Path:
+def plot_runs(
+    run_dirs: Sequence[str | Path], output: str | Path, reference: str | None = None, overwrite: bool = True
+) -> Path:
     """Loss and accuracy curves of ``run_dirs`` (folders or their summary.csv; classification, detection or NAS
     search runs, one kind per plot) and optionally one of the authors' classification runs, as a PNG."""
     return save_png(_draw_runs(_load_runs(run_dirs, reference)), Path(output), overwrite=overwrite)

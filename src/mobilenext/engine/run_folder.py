@@ -94,8 +94,9 @@ def _lock(folder: Path) -> int:
     except OSError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise RunFolderError(f"{folder} is in use by another run (process {holder}); wait for it to finish or "
-                             "choose another --output.") from None
+        raise RunFolderError(
+            f"{folder} is in use by another run (process {holder}); wait for it to finish or choose another --output."
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
@@ -141,8 +142,10 @@ def _share(dist: DistInfo, value: str, failed: bool) -> tuple[str, bool]:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
         yield
         return
 
@@ -191,8 +194,7 @@ def open_run(
     try:
         with log_file(path / "log.txt" if dist.is_main else None) as handler, _sigterm_as_interrupt():
             if handler is not None:
-                _to_file_only(handler, f"started in {path} by process {os.getpid()}"
-                              f"{' (resuming)' if resume else ''}")
+                _to_file_only(handler, f"started in {path} by process {os.getpid()}{' (resuming)' if resume else ''}")
             try:
                 yield path
             except BaseException as e:

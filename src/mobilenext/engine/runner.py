@@ -227,8 +227,10 @@ class Runner:
                     self.rounds += 1
                 barrier()
             if main and self.best[task.position] >= 0:
-                log.info(f"done: best {task.score_name} {task.score_scale * self.best['metric']:.2f} at "
-                         f"{task.position} {self.best[task.position]:,}; checkpoints in {output}")
+                log.info(
+                    f"done: best {task.score_name} {task.score_scale * self.best['metric']:.2f} at "
+                    f"{task.position} {self.best[task.position]:,}; checkpoints in {output}"
+                )
             return {**metrics, **task.result(), "best": self.best, "output": str(output)}
 
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -244,8 +246,9 @@ class Runner:
         self.train_model.train()
         totals: dict[str, torch.Tensor] = {}
         images, skipped, index = 0, [], -1
-        bar = Progress(task.steps(self.rounds), f"{task.round_name} {self.rounds}", enabled=self.dist.is_main,
-                       interval=interval)
+        bar = Progress(
+            task.steps(self.rounds), f"{task.round_name} {self.rounds}", enabled=self.dist.is_main, interval=interval
+        )
         for index, batch in enumerate(task.batches(self.rounds)):
             with autocast(self.device, self.amp):
                 step = task.training_step(self.train_model, batch)
@@ -264,9 +267,12 @@ class Runner:
         counts = torch.tensor([images, len(skipped)], dtype=torch.float64, device=self.device)
         summed = all_reduce_sum(torch.cat([counts, *(v.reshape(1).to(self.device) for v in totals.values())]))
         images_total, skipped_total, *values = summed.tolist()
-        return {**{k: v / max(images_total, 1) for k, v in zip(totals, values)},
-                "img_per_sec": images_total / max(bar.elapsed, 1e-9), "skipped": int(skipped_total),
-                "skipped_names": skipped}
+        return {
+            **{k: v / max(images_total, 1) for k, v in zip(totals, values)},
+            "img_per_sec": images_total / max(bar.elapsed, 1e-9),
+            "skipped": int(skipped_total),
+            "skipped_names": skipped,
+        }
 
     def _optimizer_step(self, loss: torch.Tensor) -> None:
         task, optimizer = self.task, self.task.optimizer
@@ -280,8 +286,11 @@ class Runner:
 
     def _check_finite(self, totals: dict[str, torch.Tensor], index: int) -> None:
         """Every rank takes part and every rank gets the same answer, so all stop together."""
-        local = torch.stack([v.to(self.device) for v in totals.values()]) if totals else \
-            torch.zeros(1, dtype=torch.float64, device=self.device)
+        local = (
+            torch.stack([v.to(self.device) for v in totals.values()])
+            if totals
+            else torch.zeros(1, dtype=torch.float64, device=self.device)
+        )
         if bool(torch.isfinite(all_reduce_sum(local.clone())).all()):
             return
         kept = self.output / LAST
@@ -350,15 +359,21 @@ class Runner:
         """One sentence for a checkpoint of another task, model or shape-defining setting."""
         task = self.task
         if state.get("format") != FORMAT:
-            raise CheckpointError(f"cannot resume {path}: it was written by an earlier version of mobilenext; start "
-                                  "from its weights with --pretrained (or --backbone-checkpoint) in a new run.")
+            raise CheckpointError(
+                f"cannot resume {path}: it was written by an earlier version of mobilenext; start "
+                "from its weights with --pretrained (or --backbone-checkpoint) in a new run."
+            )
         if state.get("task") != task.name:
-            raise CheckpointError(f"cannot resume: {path} is a {state.get('task')} checkpoint, not a {task.name} "
-                                  "run; choose a new --output.")
+            raise CheckpointError(
+                f"cannot resume: {path} is a {state.get('task')} checkpoint, not a {task.name} "
+                "run; choose a new --output."
+            )
         saved, current = state["identity"], _plain(task.identity())
         if saved.get("model") != current.get("model"):
-            raise CheckpointError(f"cannot resume: {path} is a {saved.get('model')} run, not {current.get('model')}; "
-                                  f"pass --model {saved.get('model')} or choose a new --output.")
+            raise CheckpointError(
+                f"cannot resume: {path} is a {saved.get('model')} run, not {current.get('model')}; "
+                f"pass --model {saved.get('model')} or choose a new --output."
+            )
         differ = [k for k in dict.fromkeys([*saved, *current]) if saved.get(k) != current.get(k)]
         if differ:
             name = differ[0]

@@ -62,20 +62,34 @@ class ClassificationTask(Task):
         self.train_loader, self.val_loader = self._build_loaders()
         self.lr = cfg.global_lr(self.dist.world_size)
         self.optimizer = create_optimizer_v2(
-            self.model, opt=cfg.opt, lr=self.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
-            filter_bias_and_bn=not cfg.weight_decay_all, **({"eps": cfg.opt_eps} if cfg.opt_eps is not None else {}),
+            self.model,
+            opt=cfg.opt,
+            lr=self.lr,
+            weight_decay=cfg.weight_decay,
+            momentum=cfg.momentum,
+            filter_bias_and_bn=not cfg.weight_decay_all,
+            **({"eps": cfg.opt_eps} if cfg.opt_eps is not None else {}),
         )
         self.scheduler, self.num_epochs = create_scheduler_v2(
-            self.optimizer, sched=cfg.sched, num_epochs=cfg.epochs, decay_epochs=cfg.decay_epochs,
-            decay_rate=cfg.decay_rate, min_lr=cfg.min_lr, warmup_lr=cfg.warmup_lr, warmup_epochs=cfg.warmup_epochs,
-            cooldown_epochs=cfg.cooldown_epochs, updates_per_epoch=len(self.train_loader),
+            self.optimizer,
+            sched=cfg.sched,
+            num_epochs=cfg.epochs,
+            decay_epochs=cfg.decay_epochs,
+            decay_rate=cfg.decay_rate,
+            min_lr=cfg.min_lr,
+            warmup_lr=cfg.warmup_lr,
+            warmup_epochs=cfg.warmup_epochs,
+            cooldown_epochs=cfg.cooldown_epochs,
+            updates_per_epoch=len(self.train_loader),
         )
         self.clip_grad = cfg.clip_grad
         self.ema = ModelEmaV3(self.model, decay=cfg.model_ema_decay) if cfg.model_ema else None
         self.mixup = self._build_mixup()
         self.train_loss = (
-            SoftTargetCrossEntropy() if self.mixup
-            else LabelSmoothingCrossEntropy(cfg.smoothing) if cfg.smoothing > 0
+            SoftTargetCrossEntropy()
+            if self.mixup
+            else LabelSmoothingCrossEntropy(cfg.smoothing)
+            if cfg.smoothing > 0
             else nn.CrossEntropyLoss()
         )
         self.num_updates = 0
@@ -106,15 +120,23 @@ class ClassificationTask(Task):
             warnings.simplefilter("ignore")
             load_checkpoint(model, state_dict, reset_classifier=reset)
         if reset and self.dist.is_main:
-            log.info(f"fine-tuning: {path} has a {source_classes}-class classifier; it is replaced by a new "
-                     f"{self.num_classes}-class one, trained from scratch.")
+            log.info(
+                f"fine-tuning: {path} has a {source_classes}-class classifier; it is replaced by a new "
+                f"{self.num_classes}-class one, trained from scratch."
+            )
 
     def transforms(self):
         """(train, eval) transforms: timm's, with this run's augmentation settings."""
         cfg = self.cfg
         augment = {
-            "scale": cfg.scale, "ratio": cfg.ratio, "hflip": cfg.hflip, "color_jitter": cfg.color_jitter,
-            "auto_augment": cfg.aa, "re_prob": cfg.reprob, "re_mode": cfg.remode, "re_count": cfg.recount,
+            "scale": cfg.scale,
+            "ratio": cfg.ratio,
+            "hflip": cfg.hflip,
+            "color_jitter": cfg.color_jitter,
+            "auto_augment": cfg.aa,
+            "re_prob": cfg.reprob,
+            "re_mode": cfg.remode,
+            "re_count": cfg.recount,
         }
         return create_transforms(self.data_config, {k: v for k, v in augment.items() if v is not None})
 
@@ -122,13 +144,19 @@ class ClassificationTask(Task):
         cfg = self.cfg
         train_tf, eval_tf = self.transforms()
         self.datasets.train.transform, self.datasets.val.transform = train_tf, eval_tf
-        common = dict(workers=default_workers() if cfg.workers is None else cfg.workers, rank=self.dist.rank,
-                      world_size=self.dist.world_size, pin_memory=self.device.type == "cuda")
+        common = dict(
+            workers=default_workers() if cfg.workers is None else cfg.workers,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            pin_memory=self.device.type == "cuda",
+        )
         train = create_loader(self.datasets.train, cfg.batch_size, training=True, seed=cfg.seed, **common)
         val = create_loader(self.datasets.val, cfg.batch_size, training=False, **common)
         if len(train) == 0:
-            raise ConfigError(f"the training split has fewer images ({len(self.datasets.train)}) than one global "
-                              f"batch ({cfg.batch_size} x {self.dist.world_size}); lower --batch-size.")
+            raise ConfigError(
+                f"the training split has fewer images ({len(self.datasets.train)}) than one global "
+                f"batch ({cfg.batch_size} x {self.dist.world_size}); lower --batch-size."
+            )
         return train, val
 
     def _build_mixup(self) -> Mixup | None:
@@ -137,8 +165,9 @@ class ClassificationTask(Task):
             return None
         if cfg.batch_size % 2:
             raise ConfigError(f"mixup/cutmix pairs images in a batch; use an even --batch-size, not {cfg.batch_size}.")
-        return Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.smoothing,
-                     num_classes=self.num_classes)
+        return Mixup(
+            mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.smoothing, num_classes=self.num_classes
+        )
 
     # ---- the task's part of the loop ---------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -191,19 +220,29 @@ class ClassificationTask(Task):
     # ---- records ------------------------------------------------------------------------------------------
     def summary_row(self, index: int, train: dict, metrics: dict, seconds: float) -> dict[str, Any]:
         model = metrics["model"]
-        row = {"epoch": index, "train_loss": train["train_loss"], "eval_loss": model["loss"],
-               "eval_prec1": model["top1"], "eval_prec5": model["top5"]}
+        row = {
+            "epoch": index,
+            "train_loss": train["train_loss"],
+            "eval_loss": model["loss"],
+            "eval_prec1": model["top1"],
+            "eval_prec5": model["top5"],
+        }
         if "ema" in metrics:
             ema = metrics["ema"]
             row.update(ema_eval_loss=ema["loss"], ema_eval_prec1=ema["top1"], ema_eval_prec5=ema["top5"])
-        row.update(lr=self.optimizer.param_groups[0]["lr"], epoch_time=round(seconds, 2),
-                   train_img_per_sec=round(train["img_per_sec"], 1),
-                   skipped_images=train["skipped"] + model["skipped"])
+        row.update(
+            lr=self.optimizer.param_groups[0]["lr"],
+            epoch_time=round(seconds, 2),
+            train_img_per_sec=round(train["img_per_sec"], 1),
+            skipped_images=train["skipped"] + model["skipped"],
+        )
         return row
 
     def round_line(self, row: dict[str, Any]) -> str:
-        line = (f"epoch {row['epoch']:>3}/{self.num_epochs}  train_loss {row['train_loss']:.4f}  "
-                f"eval_loss {row['eval_loss']:.4f}  top1 {row['eval_prec1']:.2f}  top5 {row['eval_prec5']:.2f}")
+        line = (
+            f"epoch {row['epoch']:>3}/{self.num_epochs}  train_loss {row['train_loss']:.4f}  "
+            f"eval_loss {row['eval_loss']:.4f}  top1 {row['eval_prec1']:.2f}  top5 {row['eval_prec5']:.2f}"
+        )
         if "ema_eval_prec1" in row:
             line += f"  ema_top1 {row['ema_eval_prec1']:.2f}"
         return line + f"  lr {row['lr']:.4g}  {row['epoch_time']:.1f}s  {row['train_img_per_sec']:.0f} img/s"

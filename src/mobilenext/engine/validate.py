@@ -63,12 +63,23 @@ def validate(
         defaults = {**DATA_DEFAULTS.get(datasets.kind, {}), **stored}
         data_config = resolve_transform_config(net, defaults, overrides)
         datasets.val.transform = create_transforms(data_config)[1]
-        loader = create_loader(datasets.val, batch_size, training=False,
-                               workers=defaults.get("workers", default_workers()) if workers is None else workers,
-                               rank=dist.rank, world_size=dist.world_size)
+        loader = create_loader(
+            datasets.val,
+            batch_size,
+            training=False,
+            workers=defaults.get("workers", default_workers()) if workers is None else workers,
+            rank=dist.rank,
+            world_size=dist.world_size,
+        )
         metrics = evaluate(net, loader, dist.device, amp=amp, channels_last=channels_last, progress=dist.is_main)
-        return {"model": model_name, "checkpoint": str(checkpoint), "ema": use_ema and record.get("has_ema", False),
-                "dataset": datasets.description, **data_config, **metrics, "logged": record.get("metrics", {})}
+        return {
+            "model": model_name,
+            "checkpoint": str(checkpoint),
+            "ema": use_ema and record.get("has_ema", False),
+            "dataset": datasets.description,
+            **data_config,
+            **metrics,
+            "logged": record.get("metrics", {}),
+        }
     finally:
         cleanup()
-

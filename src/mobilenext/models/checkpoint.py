@@ -84,8 +84,10 @@ def safety_refusal(path: str | Path, error: BaseException) -> str | None:
     except OSError:
         head = b""
     if head == b"PK" or head[:1] == b"\x80":
-        return ("holds pickled Python objects besides tensors and is not loaded for safety; if you trust its "
-                "source, re-save its state_dict with torch.save or as safetensors")
+        return (
+            "holds pickled Python objects besides tensors and is not loaded for safety; if you trust its "
+            "source, re-save its state_dict with torch.save or as safetensors"
+        )
     return "is not a PyTorch or safetensors file"
 
 
@@ -202,8 +204,12 @@ def load_checkpoint(
     return model
 
 
-def save_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None,
-                     overwrite: bool = True):
+def save_safetensors(
+    state_dict: dict[str, torch.Tensor],
+    path: str | Path,
+    metadata: dict[str, str] | None = None,
+    overwrite: bool = True,
+):
     """Write ``state_dict`` as safetensors, atomically (a crash never leaves a half-written file)."""
     from safetensors.torch import save_file
 
@@ -223,7 +229,11 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) 
 
 
 def convert_checkpoint(
-    src: str | Path, dst: str | Path, model_name: str | None = None, layout: str = "timm", use_ema: bool = True,
+    src: str | Path,
+    dst: str | Path,
+    model_name: str | None = None,
+    layout: str = "timm",
+    use_ema: bool = True,
     overwrite: bool = True,
 ) -> str:
     """Convert a checkpoint (any accepted layout) to a safetensors file in our (``timm``) or the authors'
@@ -282,8 +292,13 @@ def _training_record(state: dict[str, Any] | None) -> dict[str, Any]:
     args = state.get("args")
     if state.get("format") in TRAINING_FORMATS or isinstance(args, dict):
         args = args if isinstance(args, dict) else {}
-        record.update(args=args, data_config=state.get("data_config", {}), metrics=state.get("metrics", {}),
-                      model_kwargs=state.get("model_kwargs", {}), classes=list(state.get("classes") or []))
+        record.update(
+            args=args,
+            data_config=state.get("data_config", {}),
+            metrics=state.get("metrics", {}),
+            model_kwargs=state.get("model_kwargs", {}),
+            classes=list(state.get("classes") or []),
+        )
         model = state.get("model") or args.get("model")  # format 2 names it at the top, format 1 in its args
         if isinstance(model, str):
             record["model"] = model
@@ -307,19 +322,24 @@ def read_training_record(path: str | Path) -> dict[str, Any]:
 def _refuse_other_tasks(checkpoint: str | Path, record: dict[str, Any]) -> None:
     task = record.get("task")
     if task == "detection":
-        raise CheckpointError(f"{checkpoint} is a detector (`mobilenext detect train`), not a classifier; use "
-                              "`mobilenext detect eval|predict|export` with it.")
+        raise CheckpointError(
+            f"{checkpoint} is a detector (`mobilenext detect train`), not a classifier; use "
+            "`mobilenext detect eval|predict|export` with it."
+        )
     if task == "nas-search":
-        raise CheckpointError(f"{checkpoint} is a `nas search` supernet, not a network to run; train its genotype "
-                              f"with `mobilenext nas train --genotype {Path(checkpoint).parent / 'genotype.json'}` "
-                              "and use that run's checkpoint.")
+        raise CheckpointError(
+            f"{checkpoint} is a `nas search` supernet, not a network to run; train its genotype "
+            f"with `mobilenext nas train --genotype {Path(checkpoint).parent / 'genotype.json'}` "
+            "and use that run's checkpoint."
+        )
 
 
 def _refuse_non_detector(checkpoint: str | Path, state: dict[str, Any] | None) -> None:
     if state is None:
         read_state_dict(checkpoint)  # a missing or damaged file gets its own sentence; plain weights pass
-    raise CheckpointError(f"{checkpoint} is a classification checkpoint; detect commands need one written by "
-                          "`mobilenext detect train`.")
+    raise CheckpointError(
+        f"{checkpoint} is a classification checkpoint; detect commands need one written by `mobilenext detect train`."
+    )
 
 
 def _recognise_model(checkpoint: str | Path) -> str:
@@ -328,8 +348,9 @@ def _recognise_model(checkpoint: str | Path) -> str:
     if len(matches) == 1:
         return matches[0]
     if matches:
-        raise ConfigError(f"{checkpoint} does not name its model and its tensors fit {', '.join(matches)} alike; "
-                          "pass --model.")
+        raise ConfigError(
+            f"{checkpoint} does not name its model and its tensors fit {', '.join(matches)} alike; pass --model."
+        )
     raise ConfigError(f"{checkpoint} does not name its model and fits none of ours by its tensor shapes; pass --model.")
 
 
@@ -341,8 +362,13 @@ def use_training_record(model: nn.Module, record: dict[str, Any]) -> nn.Module:
     data = record.get("data_config") or {}
     if data:
         size = data["img_size"]
-        cfg.update(input_size=(3, size, size), crop_pct=data["crop_pct"], interpolation=data["interpolation"],
-                   mean=tuple(data["mean"]), std=tuple(data["std"]))
+        cfg.update(
+            input_size=(3, size, size),
+            crop_pct=data["crop_pct"],
+            interpolation=data["interpolation"],
+            mean=tuple(data["mean"]),
+            std=tuple(data["std"]),
+        )
         cfg.pop("test_input_size", None)  # the ImageNet test size of the model's cfg says nothing about this run
     classes = record.get("classes") or []
     if classes and len(classes) == getattr(model, "num_classes", None):

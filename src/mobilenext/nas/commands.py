@@ -10,20 +10,27 @@ from ..checks import COUNT
 
 __all__ = ["add_arguments", "run"]
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..engine.config import add_config_arguments
     from .search import SearchConfig
     from .train import DEFAULT_RECIPE, NasTrainConfig
 
     nas = parser.add_subparsers(dest="nas_command", required=True, metavar="NAS_COMMAND")
-    q = nas.add_parser("search", help="DARTS search on CIFAR (first or second order); writes genotype.json/.png",
-                       description="Settings: DARTS's search recipe < --config < flags. --ops picks the space: "
-                       "darts, darts+sg (the default: with the sandglass block), darts+ir, or operation names.")
+    q = nas.add_parser(
+        "search",
+        help="DARTS search on CIFAR (first or second order); writes genotype.json/.png",
+        description="Settings: DARTS's search recipe < --config < flags. --ops picks the space: "
+        "darts, darts+sg (the default: with the sandglass block), darts+ir, or operation names.",
+    )
     add_config_arguments(q, SearchConfig)
     q.set_defaults(nas_func=_search)
-    q = nas.add_parser("train", help="train the evaluation network of a genotype on CIFAR (DARTS's recipe)",
-                       description=f"Settings: defaults < --config (default {DEFAULT_RECIPE}: 600 epochs, SGD 0.025 "
-                       "cosine, batch 96) < flags. Under `torchrun` it runs DDP. Evaluate with `mobilenext validate`.")
+    q = nas.add_parser(
+        "train",
+        help="train the evaluation network of a genotype on CIFAR (DARTS's recipe)",
+        description=f"Settings: defaults < --config (default {DEFAULT_RECIPE}: 600 epochs, SGD 0.025 "
+        "cosine, batch 96) < flags. Under `torchrun` it runs DDP. Evaluate with `mobilenext validate`.",
+    )
     add_config_arguments(q, NasTrainConfig)
     q.set_defaults(nas_func=_train)
     q = nas.add_parser("show", help="draw a genotype's cells and count its evaluation network's parameters")
@@ -76,9 +83,12 @@ def _show(args: argparse.Namespace) -> int:
     print(genotype, file=out)
     for cell in ("normal", "reduce"):
         print(f"  {cell:>6} cell: " + ", ".join(f"{n} x {op}" for op, n in summary[f"{cell}_ops"].items()), file=out)
-    print(f"evaluation network: {args.layers} cells, {args.channels} initial channels, {args.num_classes} classes: "
-          f"{summary['params']:,} params (DARTS's count: without the auxiliary head), {summary['madds'] / 1e6:.0f}M "
-          f"MAdds at 32x32" + (f"; {summary['params_with_auxiliary']:,} with it" if args.auxiliary else ""), file=out)
+    print(
+        f"evaluation network: {args.layers} cells, {args.channels} initial channels, {args.num_classes} classes: "
+        f"{summary['params']:,} params (DARTS's count: without the auxiliary head), {summary['madds'] / 1e6:.0f}M "
+        f"MAdds at 32x32" + (f"; {summary['params_with_auxiliary']:,} with it" if args.auxiliary else ""),
+        file=out,
+    )
     if output is not None:
         from .plot import plot_genotype
 

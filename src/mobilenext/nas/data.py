@@ -51,8 +51,10 @@ def open_cifar(root: str | Path | None, split: str = "train") -> CifarDataset:
     if not Path(root).is_dir():
         raise ConfigError(f"CIFAR folder {root} does not exist.")
     if find_cifar(root) is None:
-        raise ConfigError(f"{root} holds no CIFAR python batches; expected cifar-10-batches-py/ (data_batch_1..5, "
-                          "test_batch, batches.meta) from cifar-10-python.tar.gz.")
+        raise ConfigError(
+            f"{root} holds no CIFAR python batches; expected cifar-10-batches-py/ (data_batch_1..5, "
+            "test_batch, batches.meta) from cifar-10-python.tar.gz."
+        )
     return CifarDataset(root, split)
 
 

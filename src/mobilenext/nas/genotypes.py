@@ -59,8 +59,10 @@ class Genotype(NamedTuple):
         def edges(cell):
             return "[" + ", ".join(f"('{op}', {node})" for op, node in cell) + "]"
 
-        return (f"Genotype(normal={edges(self.normal)}, normal_concat={list(self.normal_concat)}, "
-                f"reduce={edges(self.reduce)}, reduce_concat={list(self.reduce_concat)})")
+        return (
+            f"Genotype(normal={edges(self.normal)}, normal_concat={list(self.normal_concat)}, "
+            f"reduce={edges(self.reduce)}, reduce_concat={list(self.reduce_concat)})"
+        )
 
 
 def check_genotype(genotype: Genotype | Sequence, source: str = "genotype") -> Genotype:
@@ -77,8 +79,10 @@ def check_genotype(genotype: Genotype | Sequence, source: str = "genotype") -> G
         except (TypeError, ValueError):
             concat = ()
         if not concat or any(not 0 <= n < nodes for n in concat) or len(set(concat)) != len(concat):
-            raise ConfigError(f"{source}: {kind}_concat must list distinct nodes among 0..{nodes - 1}, got "
-                              f"{genotype[1] if kind == 'normal' else genotype[3]!r}.")
+            raise ConfigError(
+                f"{source}: {kind}_concat must list distinct nodes among 0..{nodes - 1}, got "
+                f"{genotype[1] if kind == 'normal' else genotype[3]!r}."
+            )
         parts += [edges, concat]
     return Genotype(*parts)
 
@@ -88,13 +92,19 @@ def _check_edges(cell: Any, where: str) -> tuple[Edge, ...]:
         raise ConfigError(f"{where}: expected a non-empty list of (operation, input node) pairs, two per node.")
     edges = []
     for index, edge in enumerate(cell):
-        if not isinstance(edge, (list, tuple)) or len(edge) != 2 or not isinstance(edge[1], int) \
-                or isinstance(edge[1], bool):
+        if (
+            not isinstance(edge, (list, tuple))
+            or len(edge) != 2
+            or not isinstance(edge[1], int)
+            or isinstance(edge[1], bool)
+        ):
             raise ConfigError(f"{where}: edge {index} is {edge!r}, not an (operation, input node) pair.")
         op, node = check_op_name(edge[0], where), edge[1]
         if not 0 <= node < index // 2 + 2:
-            raise ConfigError(f"{where}: edge {index} ({op}) reads node {node}, but intermediate node "
-                              f"{index // 2 + 2} can only read nodes 0..{index // 2 + 1}.")
+            raise ConfigError(
+                f"{where}: edge {index} ({op}) reads node {node}, but intermediate node "
+                f"{index // 2 + 2} can only read nodes 0..{index // 2 + 1}."
+            )
         edges.append((op, node))
     return tuple(edges)
 
@@ -119,8 +129,10 @@ def _parse_darts_text(text: str) -> Genotype:
                 values[key] = ast.List([ast.Constant(n) for n in range(*[ast.literal_eval(a) for a in node.args])])
         raw = {k: ast.literal_eval(v) for k, v in values.items()}
     except (SyntaxError, ValueError, TypeError):
-        raise ConfigError("the genotype text is not of the form Genotype(normal=[...], normal_concat=[...], "
-                          "reduce=[...], reduce_concat=[...]).") from None
+        raise ConfigError(
+            "the genotype text is not of the form Genotype(normal=[...], normal_concat=[...], "
+            "reduce=[...], reduce_concat=[...])."
+        ) from None
     return genotype_from_dict(raw, "genotype text")
 
 
@@ -138,8 +150,9 @@ def load_genotype(spec: str | Path | Genotype | dict) -> Genotype:
         return _parse_darts_text(text)
     path = Path(text)
     if not path.is_file():
-        raise ConfigError(f"genotype {text!r} is neither a built-in ({', '.join(GENOTYPES)}) nor an existing "
-                          "JSON file.")
+        raise ConfigError(
+            f"genotype {text!r} is neither a built-in ({', '.join(GENOTYPES)}) nor an existing JSON file."
+        )
     try:
         raw = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -157,8 +170,9 @@ def save_genotype(genotype: Genotype, path: str | Path, **extra: Any) -> Path:
     return path
 
 
-def derive_genotype(weights_normal: torch.Tensor, weights_reduce: torch.Tensor, ops: Sequence[str],
-                    steps: int = 4) -> Genotype:
+def derive_genotype(
+    weights_normal: torch.Tensor, weights_reduce: torch.Tensor, ops: Sequence[str], steps: int = 4
+) -> Genotype:
     """The DARTS rule: each intermediate node keeps its two strongest inputs, an input's strength being its
     largest softmax weight over the operations other than ``none``, and on each kept edge that operation.
 

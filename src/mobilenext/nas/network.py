@@ -21,8 +21,15 @@ from ..errors import ConfigError
 from .genotypes import Genotype, load_genotype
 from .operations import OPS, FactorizedReduce, ReLUConvBN
 
-__all__ = ["Cell", "NetworkCIFAR", "AuxiliaryHeadCIFAR", "count_network_params", "cell_preprocess",
-           "check_network_size", "network_summary"]
+__all__ = [
+    "Cell",
+    "NetworkCIFAR",
+    "AuxiliaryHeadCIFAR",
+    "count_network_params",
+    "cell_preprocess",
+    "check_network_size",
+    "network_summary",
+]
 
 STEM_MULTIPLIER = 3  # the stem is 3C wide
 
@@ -32,15 +39,19 @@ def check_network_size(init_channels: int, layers: int) -> None:
     if init_channels < 1:
         raise ConfigError(f"the network needs at least 1 initial channel, got {init_channels}.")
     if layers < 3:
-        raise ConfigError(f"the network needs at least 3 cells (reduction cells sit at 1/3 and 2/3 of the depth), "
-                          f"got {layers}.")
+        raise ConfigError(
+            f"the network needs at least 3 cells (reduction cells sit at 1/3 and 2/3 of the depth), got {layers}."
+        )
 
 
 def cell_preprocess(prev_prev_chs: int, prev_chs: int, chs: int, reduction_prev: bool, affine: bool):
     """Bring a cell's two inputs to ``chs`` channels and the same resolution: after a reduction cell the
     older input is twice as large, so it is halved by a :class:`FactorizedReduce`."""
-    pre0 = FactorizedReduce(prev_prev_chs, chs, affine) if reduction_prev else \
-        ReLUConvBN(prev_prev_chs, chs, 1, 1, 0, affine)
+    pre0 = (
+        FactorizedReduce(prev_prev_chs, chs, affine)
+        if reduction_prev
+        else ReLUConvBN(prev_prev_chs, chs, 1, 1, 0, affine)
+    )
     return pre0, ReLUConvBN(prev_chs, chs, 1, 1, 0, affine)
 
 
@@ -48,13 +59,15 @@ class Cell(nn.Module):
     """One cell of a genotype: each intermediate node sums two operations on earlier nodes; the output
     concatenates the nodes of ``concat``. In a reduction cell the operations on the inputs have stride 2."""
 
-    def __init__(self, genotype: Genotype, prev_prev_chs: int, prev_chs: int, chs: int, reduction: bool,
-                 reduction_prev: bool):
+    def __init__(
+        self, genotype: Genotype, prev_prev_chs: int, prev_chs: int, chs: int, reduction: bool, reduction_prev: bool
+    ):
         super().__init__()
         self.reduction = reduction
         self.preprocess0, self.preprocess1 = cell_preprocess(prev_prev_chs, prev_chs, chs, reduction_prev, True)
-        edges, self.concat = (genotype.reduce, genotype.reduce_concat) if reduction else \
-            (genotype.normal, genotype.normal_concat)
+        edges, self.concat = (
+            (genotype.reduce, genotype.reduce_concat) if reduction else (genotype.normal, genotype.normal_concat)
+        )
         self.inputs = [node for _, node in edges]
         self.ops = nn.ModuleList(OPS[op](chs, 2 if reduction and node < 2 else 1, True) for op, node in edges)
         self.multiplier = len(self.concat)
@@ -100,9 +113,17 @@ class NetworkCIFAR(nn.Module):
     linearly over the epochs, as DARTS does.
     """
 
-    def __init__(self, genotype: Genotype | str | Path = "DARTS_V2", init_channels: int = 36, layers: int = 20,
-                 num_classes: int = 10, auxiliary: bool = False, drop_path_rate: float = 0.0,
-                 drop_rate: float = 0.0, in_chans: int = 3):
+    def __init__(
+        self,
+        genotype: Genotype | str | Path = "DARTS_V2",
+        init_channels: int = 36,
+        layers: int = 20,
+        num_classes: int = 10,
+        auxiliary: bool = False,
+        drop_path_rate: float = 0.0,
+        drop_rate: float = 0.0,
+        in_chans: int = 3,
+    ):
         super().__init__()
         check_network_size(init_channels, layers)
         self.genotype = load_genotype(genotype)
@@ -171,8 +192,13 @@ def count_network_params(model: nn.Module) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name)
 
 
-def network_summary(genotype: Genotype | str | Path, init_channels: int = 36, layers: int = 20,
-                    auxiliary: bool = False, num_classes: int = 10) -> dict[str, Any]:
+def network_summary(
+    genotype: Genotype | str | Path,
+    init_channels: int = 36,
+    layers: int = 20,
+    auxiliary: bool = False,
+    num_classes: int = 10,
+) -> dict[str, Any]:
     """Size of a genotype's evaluation network: ``params`` as DARTS counts them (no auxiliary head),
     ``params_with_auxiliary``, ``madds`` of one 32x32 image, and the operations of each cell."""
     from collections import Counter
@@ -204,5 +230,6 @@ default_cfgs = generate_default_cfgs({"darts_cifar": _cfg()})
 def darts_cifar(pretrained: bool = False, **kwargs: Any) -> NetworkCIFAR:
     """DARTS's CIFAR evaluation network; ``genotype`` (default ``DARTS_V2``), ``init_channels`` (36),
     ``layers`` (20), ``auxiliary`` (False) are keyword arguments."""
-    return build_model_with_cfg(NetworkCIFAR, "darts_cifar", pretrained, feature_cfg={"flatten_sequential": False},
-                                **kwargs)
+    return build_model_with_cfg(
+        NetworkCIFAR, "darts_cifar", pretrained, feature_cfg={"flatten_sequential": False}, **kwargs
+    )

@@ -61,8 +61,9 @@ class ReLUConvBN(nn.Sequential):
 class DilConv(nn.Sequential):
     """ReLU, dilated depthwise conv, 1x1 conv, BN."""
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int, padding: int, dilation: int,
-                 affine: bool = True):
+    def __init__(
+        self, in_chs: int, out_chs: int, kernel_size: int, stride: int, padding: int, dilation: int, affine: bool = True
+    ):
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(in_chs, in_chs, kernel_size, stride, padding, dilation=dilation, groups=in_chs, bias=False),
@@ -126,8 +127,7 @@ def sandglass_op(channels: int, stride: int, affine: bool) -> SandglassBlock:
 def inverted_residual_op(channels: int, stride: int, affine: bool) -> InvertedResidual:
     """MobileNetV2's inverted residual (timm's) as a cell operation: C -> 6C -> C, shortcut at stride 1."""
     norm = functools.partial(nn.BatchNorm2d, affine=affine)
-    return InvertedResidual(channels, channels, 3, stride, exp_ratio=IR_EXPANSION, act_layer=nn.ReLU6,
-                            norm_layer=norm)
+    return InvertedResidual(channels, channels, 3, stride, exp_ratio=IR_EXPANSION, act_layer=nn.ReLU6, norm_layer=norm)
 
 
 # name -> builder(channels, stride, affine). The names are DARTS's, so its genotypes load unchanged.

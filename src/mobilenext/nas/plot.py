@@ -178,9 +178,16 @@ def _draw_cell(ax: Any, nodes: dict[int, _Node], edges: list[_Edge], limits: tup
         if node.round:
             patch = Circle((node.x, node.y), node.half_w, fc=node.colour, ec="#555555", lw=1.0, zorder=3)
         else:
-            patch = FancyBboxPatch((node.x - node.half_w, node.y - node.half_h), 2 * node.half_w, 2 * node.half_h,
-                                   boxstyle="round,pad=0,rounding_size=0.1", fc=node.colour, ec="#555555", lw=1.0,
-                                   zorder=3)
+            patch = FancyBboxPatch(
+                (node.x - node.half_w, node.y - node.half_h),
+                2 * node.half_w,
+                2 * node.half_h,
+                boxstyle="round,pad=0,rounding_size=0.1",
+                fc=node.colour,
+                ec="#555555",
+                lw=1.0,
+                zorder=3,
+            )
         ax.add_patch(patch)
         patches[key] = patch
         ax.text(node.x, node.y, node.text, ha="center", va="center", fontsize=10, zorder=4)
@@ -208,13 +215,24 @@ def _place_labels(fig: Any, cells: list[tuple[Any, dict[int, _Node], list[_Edge]
         curves = [to_display(_bezier(nodes[e.src].centre, nodes[e.dst].centre, e.rad, ts_dense)) for e in edges]
         taken = [patch.get_window_extent(renderer) for patch in node_patches]
         # Long edges first: they have the most room, short ones then fill in where they can.
-        order = sorted((i for i, e in enumerate(edges) if e.op is not None),
-                       key=lambda i: -np.linalg.norm(nodes[edges[i].dst].centre - nodes[edges[i].src].centre))
+        order = sorted(
+            (i for i, e in enumerate(edges) if e.op is not None),
+            key=lambda i: -np.linalg.norm(nodes[edges[i].dst].centre - nodes[edges[i].src].centre),
+        )
         for i in order:
             edge = edges[i]
             colour = op_family(edge.op)[1]
-            text = ax.text(0, 0, edge.op, ha="center", va="center", fontsize=7, color=colour, zorder=5,
-                           bbox={"boxstyle": "round,pad=0.18", "fc": "white", "ec": colour, "lw": 0.6})
+            text = ax.text(
+                0,
+                0,
+                edge.op,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color=colour,
+                zorder=5,
+                bbox={"boxstyle": "round,pad=0.18", "fc": "white", "ec": colour, "lw": 0.6},
+            )
             a, b = nodes[edge.src].centre, nodes[edge.dst].centre
             best = None
             for rank, t in enumerate(_LABEL_TS):
@@ -225,8 +243,12 @@ def _place_labels(fig: Any, cells: list[tuple[Any, dict[int, _Node], list[_Edge]
                 cost += sum(_overlap(box, other) for other in taken) / max(box.width * box.height, 1.0) * 20
                 for j, curve in enumerate(curves):
                     if j != i:
-                        inside = ((curve[:, 0] > box.x0) & (curve[:, 0] < box.x1)
-                                  & (curve[:, 1] > box.y0) & (curve[:, 1] < box.y1))
+                        inside = (
+                            (curve[:, 0] > box.x0)
+                            & (curve[:, 0] < box.x1)
+                            & (curve[:, 1] > box.y0)
+                            & (curve[:, 1] < box.y1)
+                        )
                         cost += 0.4 * np.count_nonzero(inside)  # on a crossing: which edge is it?
                 if best is None or cost < best[0]:
                     best = (cost, position, box)
@@ -252,8 +274,10 @@ def plot_genotype(genotype: Genotype, output: str | Path, title: str | None = No
     genotype = check_genotype(genotype)
     output = Path(output)
     cells = []
-    for cell, concat, name in ((genotype.normal, genotype.normal_concat, "normal cell"),
-                               (genotype.reduce, genotype.reduce_concat, "reduction cell")):
+    for cell, concat, name in (
+        (genotype.normal, genotype.normal_concat, "normal cell"),
+        (genotype.reduce, genotype.reduce_concat, "reduction cell"),
+    ):
         nodes = _cell_nodes(len(cell) // 2)
         edges = _cell_edges(cell, concat)
         _route(edges, nodes)
@@ -273,13 +297,17 @@ def plot_genotype(genotype: Genotype, output: str | Path, title: str | None = No
     ops = [op for cell in (genotype.normal, genotype.reduce) for op, _ in cell]
     families = {op_family(op) for op in ops}
     order = [f[1:] for f in _FAMILIES] + [_OTHER]
-    handles = [Line2D([], [], color=colour, lw=width, label=label, linestyle=":" if label == "zero" else "-")
-               for label, colour, width in order if (label, colour, width) in families]
+    handles = [
+        Line2D([], [], color=colour, lw=width, label=label, linestyle=":" if label == "zero" else "-")
+        for label, colour, width in order
+        if (label, colour, width) in families
+    ]
     handles.append(Line2D([], [], color=_CONCAT_COLOUR, lw=1.1, label="concat into $c_{k}$"))
     legend_ax = fig.add_subplot(grid[1, :])
     legend_ax.axis("off")
-    legend_ax.legend(handles=handles, loc="center", ncol=len(handles), frameon=False, fontsize=8,
-                     handlelength=2.2, columnspacing=1.6)
+    legend_ax.legend(
+        handles=handles, loc="center", ncol=len(handles), frameon=False, fontsize=8, handlelength=2.2, columnspacing=1.6
+    )
     if title:
         fig.suptitle(title, fontsize=12)
     try:
@@ -291,6 +319,7 @@ def plot_genotype(genotype: Genotype, output: str | Path, title: str | None = No
 
 def _edge_names(steps: int) -> list[str]:
     """Row labels in the order DARTS stores edges: node by node, each node's inputs in order."""
+
     def source(j: int) -> str:
         return ("$c_{k-2}$", "$c_{k-1}$")[j] if j < 2 else f"n{j - 2}"
 
@@ -306,15 +335,23 @@ def _as_matrix(weights: Any, steps: int, columns: int, name: str) -> np.ndarray:
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a numeric [edges, ops] array, got {type(weights).__name__}.") from None
     if matrix.shape != (rows, columns):
-        raise ConfigError(f"{name} has shape {list(matrix.shape)}, expected [{rows}, {columns}]: one row per "
-                          f"edge of a cell with steps={steps}, one column per op.")
+        raise ConfigError(
+            f"{name} has shape {list(matrix.shape)}, expected [{rows}, {columns}]: one row per "
+            f"edge of a cell with steps={steps}, one column per op."
+        )
     if not np.isfinite(matrix).all():
         raise ConfigError(f"{name} holds NaN or infinite values; the search diverged before these weights.")
     return matrix
 
 
-def plot_alphas(weights_normal: Any, weights_reduce: Any, ops: Sequence[str], output: str | Path, steps: int = 4,
-                title: str | None = None) -> Path:
+def plot_alphas(
+    weights_normal: Any,
+    weights_reduce: Any,
+    ops: Sequence[str],
+    output: str | Path,
+    steps: int = 4,
+    title: str | None = None,
+) -> Path:
     """Heatmaps of a search's softmax architecture weights, normal cell left, reduction cell right.
 
     ``weights_*`` are ``[edges, len(ops)]`` tensors or arrays, edges ordered node by node as DARTS stores
@@ -329,8 +366,10 @@ def plot_alphas(weights_normal: Any, weights_reduce: Any, ops: Sequence[str], ou
     if not ops:
         raise ConfigError("ops must name at least one operation.")
     edges = steps * (steps + 3) // 2
-    matrices = [_as_matrix(w, steps, len(ops), name)
-                for w, name in ((weights_normal, "weights_normal"), (weights_reduce, "weights_reduce"))]
+    matrices = [
+        _as_matrix(w, steps, len(ops), name)
+        for w, name in ((weights_normal, "weights_normal"), (weights_reduce, "weights_reduce"))
+    ]
     output = Path(output)
     low = min(0.0, *(float(m.min()) for m in matrices))
     high = max(float(m.max()) for m in matrices)
@@ -368,9 +407,16 @@ def plot_alphas(weights_normal: Any, weights_reduce: Any, ops: Sequence[str], ou
         for r, row in enumerate(matrix):
             strongest = int(row.argmax())
             for c, value in enumerate(row):
-                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=fontsize,
-                        color="black" if norm(value) > 0.55 else "white",  # viridis is dark at the low end
-                        fontweight="bold" if c == strongest else "normal")
+                ax.text(
+                    c,
+                    r,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=fontsize,
+                    color="black" if norm(value) > 0.55 else "white",  # viridis is dark at the low end
+                    fontweight="bold" if c == strongest else "normal",
+                )
     try:
         return save_png(fig, output)
     finally:

@@ -49,8 +49,11 @@ class SearchConfig(RunSettings):
         ("darts+sg",), "candidate operations: presets darts, darts+sg, darts+ir and/or operation names", nargs="+"
     )
     unrolled: bool = setting(True, "second-order (unrolled) alpha gradient; --no-unrolled for first order", **_BOOL)
-    hessian: str = setting("exact", "second order: Hessian-vector product by autograd (exact) or by DARTS's "
-                           "central differences (less memory)", choices=HESSIAN_MODES)
+    hessian: str = setting(
+        "exact",
+        "second order: Hessian-vector product by autograd (exact) or by DARTS's central differences (less memory)",
+        choices=HESSIAN_MODES,
+    )
     epochs: int = setting(50, "search epochs", **COUNT)
     batch_size: int = setting(64, "batch size (weights and alpha)", "-b", "--batch-size", **COUNT)
     lr: float = setting(0.025, "weights: SGD learning rate, cosine-annealed", **POSITIVE)
@@ -63,20 +66,30 @@ class SearchConfig(RunSettings):
     init_channels: int = setting(16, "channels of the first cells", **COUNT)
     layers: int = setting(8, "cells in the supernet", **COUNT)
     nodes: int = setting(4, "intermediate nodes per cell", **COUNT)
-    train_portion: float = setting(0.5, "fraction of the training images that train the weights",
-                                   type=Number(float, 0, 1, True, True))
+    train_portion: float = setting(
+        0.5, "fraction of the training images that train the weights", type=Number(float, 0, 1, True, True)
+    )
     cutout: int = setting(0, "Cutout square side (0: off)", **NONNEG_INT)
     channels_last: bool = setting(True, "channels-last memory format", **_BOOL)
     seed: int = setting(2, "random seed (DARTS's)", **ANY_INT)
+
 
 def _loader(dataset, indices: range, cfg: SearchConfig, seed: int, pin: bool) -> DataLoader:
     workers = default_workers() if cfg.workers is None else cfg.workers
     subset = Subset(dataset, indices)
     if len(subset) < cfg.batch_size:
-        raise ConfigError(f"a search split of {len(subset)} images is smaller than one batch ({cfg.batch_size}); "
-                          "lower --batch-size.")
-    return DataLoader(subset, cfg.batch_size, sampler=ResumableSampler(len(subset), seed), num_workers=workers,
-                      drop_last=True, pin_memory=pin, persistent_workers=workers > 0)
+        raise ConfigError(
+            f"a search split of {len(subset)} images is smaller than one batch ({cfg.batch_size}); lower --batch-size."
+        )
+    return DataLoader(
+        subset,
+        cfg.batch_size,
+        sampler=ResumableSampler(len(subset), seed),
+        num_workers=workers,
+        drop_last=True,
+        pin_memory=pin,
+        persistent_workers=workers > 0,
+    )
 
 
 class SearchTask(Task):
@@ -102,11 +115,13 @@ class SearchTask(Task):
         self.val_loader = _loader(dataset, alpha_part, cfg, cfg.seed + 1, pin)
         network = SearchNetwork(cfg.init_channels, len(dataset.classes), cfg.layers, cfg.nodes, cfg.nodes, self.ops)
         self.model = runner.prepare_model(network)
-        self.optimizer = torch.optim.SGD(self.model.weight_parameters(), cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.SGD(
+            self.model.weight_parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, cfg.epochs, eta_min=cfg.min_lr)
-        self.architect = Architect(self.model, cfg.arch_lr, cfg.arch_weight_decay, second_order=cfg.unrolled,
-                                   hessian=cfg.hessian)
+        self.architect = Architect(
+            self.model, cfg.arch_lr, cfg.arch_weight_decay, second_order=cfg.unrolled, hessian=cfg.hessian
+        )
         self.clip_grad = cfg.grad_clip
         self.genotypes: list[str] = []  # derived after each epoch
 
@@ -153,8 +168,14 @@ class SearchTask(Task):
         for images, targets in self.val_loader:
             images, targets = self._to_device(images, targets)
             logits = self.model(images)
-            sums += torch.tensor([float(F.cross_entropy(logits, targets, reduction="sum")),
-                                  float((logits.argmax(1) == targets).sum()), len(targets)], dtype=torch.float64)
+            sums += torch.tensor(
+                [
+                    float(F.cross_entropy(logits, targets, reduction="sum")),
+                    float((logits.argmax(1) == targets).sum()),
+                    len(targets),
+                ],
+                dtype=torch.float64,
+            )
         loss_sum, correct, count = sums.tolist()
         return {"val_loss": loss_sum / count, "val_acc": 100 * correct / count, "score": None}
 
@@ -170,31 +191,46 @@ class SearchTask(Task):
     # ---- records ------------------------------------------------------------------------------------------
     def summary_row(self, index: int, train: dict, metrics: dict, seconds: float) -> dict[str, Any]:
         self.genotypes.append(str(self.model.genotype()))
-        return {"epoch": index, **{k: train[k] for k in ("train_loss", "train_acc", "arch_loss")}, "lr": self.lr,
-                "img_per_sec": round(train["img_per_sec"], 1), "val_loss": metrics["val_loss"],
-                "val_acc": metrics["val_acc"], "epoch_time": round(seconds, 2)}
+        return {
+            "epoch": index,
+            **{k: train[k] for k in ("train_loss", "train_acc", "arch_loss")},
+            "lr": self.lr,
+            "img_per_sec": round(train["img_per_sec"], 1),
+            "val_loss": metrics["val_loss"],
+            "val_acc": metrics["val_acc"],
+            "epoch_time": round(seconds, 2),
+        }
 
     def round_line(self, row: dict[str, Any]) -> str:
-        return (f"epoch {row['epoch']:>3}/{self.cfg.epochs}  train_loss {row['train_loss']:.4f}  train_acc "
-                f"{row['train_acc']:.2f}  val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.2f}  lr "
-                f"{row['lr']:.4g}  {row['epoch_time']:.1f}s  {row['img_per_sec']:.0f} img/s\n  {self.genotypes[-1]}")
+        return (
+            f"epoch {row['epoch']:>3}/{self.cfg.epochs}  train_loss {row['train_loss']:.4f}  train_acc "
+            f"{row['train_acc']:.2f}  val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.2f}  lr "
+            f"{row['lr']:.4g}  {row['epoch_time']:.1f}s  {row['img_per_sec']:.0f} img/s\n  {self.genotypes[-1]}"
+        )
 
     def describe(self) -> str:
         cfg = self.cfg
         weights = sum(p.numel() for p in self.model.weight_parameters())
         order = f"second order (unrolled, {cfg.hessian} Hessian)" if cfg.unrolled else "first order"
-        return (f"DARTS search, {order}, on {self.data_description}: {len(self.train_loader.dataset):,} images for "
-                f"the weights, {len(self.val_loader.dataset):,} for alpha; operations {', '.join(self.ops)}; "
-                f"supernet {cfg.layers} cells x {cfg.nodes} nodes, {cfg.init_channels} channels, {weights:,} "
-                f"weights; {cfg.epochs} epochs x {len(self.train_loader)} steps of {cfg.batch_size}; device "
-                f"{self.device}; output {self.runner.output}")
+        return (
+            f"DARTS search, {order}, on {self.data_description}: {len(self.train_loader.dataset):,} images for "
+            f"the weights, {len(self.val_loader.dataset):,} for alpha; operations {', '.join(self.ops)}; "
+            f"supernet {cfg.layers} cells x {cfg.nodes} nodes, {cfg.init_channels} channels, {weights:,} "
+            f"weights; {cfg.epochs} epochs x {len(self.train_loader)} steps of {cfg.batch_size}; device "
+            f"{self.device}; output {self.runner.output}"
+        )
 
     def progress_text(self) -> str:
         return f"{self.runner.rounds} of {self.cfg.epochs} epochs done"
 
     def state(self) -> dict[str, Any]:
-        return {"arch_optimizer": self.architect.optimizer.state_dict(), "genotypes": self.genotypes,
-                "genotype": self.model.genotype().to_dict(), "ops": list(self.ops), "supernet": self.model.config}
+        return {
+            "arch_optimizer": self.architect.optimizer.state_dict(),
+            "genotypes": self.genotypes,
+            "genotype": self.model.genotype().to_dict(),
+            "ops": list(self.ops),
+            "supernet": self.model.config,
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.architect.optimizer.load_state_dict(state["arch_optimizer"])
@@ -207,14 +243,22 @@ class SearchTask(Task):
 
     def result(self) -> dict[str, Any]:
         genotype = self.model.genotype()
-        log.info(f"genotype {genotype}\n  in {self.runner.output / 'genotype.json'}; evaluate it with "
-                 f"`mobilenext nas train --genotype {self.runner.output / 'genotype.json'} --data {self.cfg.data}`")
+        log.info(
+            f"genotype {genotype}\n  in {self.runner.output / 'genotype.json'}; evaluate it with "
+            f"`mobilenext nas train --genotype {self.runner.output / 'genotype.json'} --data {self.cfg.data}`"
+        )
         return {**(self.runner.history[-1] if self.runner.history else {}), "genotype": genotype}
 
     def _write_genotype(self, output: Path, genotype: Genotype, epoch: int) -> None:
         normal, reduce = (w.detach().cpu() for w in self.model.arch_weights())
-        save_genotype(genotype, output / "genotype.json", ops=list(self.ops), epochs_searched=epoch + 1,
-                      search=self.cfg.to_dict(), weights={"normal": normal.tolist(), "reduce": reduce.tolist()})
+        save_genotype(
+            genotype,
+            output / "genotype.json",
+            ops=list(self.ops),
+            epochs_searched=epoch + 1,
+            search=self.cfg.to_dict(),
+            weights={"normal": normal.tolist(), "reduce": reduce.tolist()},
+        )
         try:
             from .plot import plot_alphas, plot_genotype
 

@@ -51,8 +51,17 @@ class MixedOp(nn.Module):
 class SearchCell(nn.Module):
     """A cell with every edge ``j -> i`` (i intermediate, j earlier) present as a :class:`MixedOp`."""
 
-    def __init__(self, steps: int, multiplier: int, prev_prev_chs: int, prev_chs: int, chs: int,
-                 reduction: bool, reduction_prev: bool, ops: Sequence[str]):
+    def __init__(
+        self,
+        steps: int,
+        multiplier: int,
+        prev_prev_chs: int,
+        prev_chs: int,
+        chs: int,
+        reduction: bool,
+        reduction_prev: bool,
+        ops: Sequence[str],
+    ):
         super().__init__()
         self.reduction, self.steps, self.multiplier = reduction, steps, multiplier
         self.preprocess0, self.preprocess1 = cell_preprocess(prev_prev_chs, prev_chs, chs, reduction_prev, False)
@@ -75,16 +84,31 @@ class SearchNetwork(nn.Module):
     reduction cells at 1/3 and 2/3 of the depth. ``alphas_normal`` / ``alphas_reduce`` are parameters, kept
     apart from the weights by :meth:`arch_parameters` and :meth:`weight_parameters`."""
 
-    def __init__(self, init_channels: int = 16, num_classes: int = 10, layers: int = 8, steps: int = 4,
-                 multiplier: int = 4, ops: Sequence[str] = OP_PRESETS["darts+sg"]):
+    def __init__(
+        self,
+        init_channels: int = 16,
+        num_classes: int = 10,
+        layers: int = 8,
+        steps: int = 4,
+        multiplier: int = 4,
+        ops: Sequence[str] = OP_PRESETS["darts+sg"],
+    ):
         super().__init__()
         check_network_size(init_channels, layers)
         if not 1 <= multiplier <= steps:
-            raise ConfigError(f"a search cell needs at least 1 node and concatenates 1..nodes of them; got {steps} "
-                              f"node(s), {multiplier} concatenated.")
+            raise ConfigError(
+                f"a search cell needs at least 1 node and concatenates 1..nodes of them; got {steps} "
+                f"node(s), {multiplier} concatenated."
+            )
         self.ops, self.steps, self.multiplier = tuple(ops), steps, multiplier
-        self.config = dict(init_channels=init_channels, num_classes=num_classes, layers=layers, steps=steps,
-                           multiplier=multiplier, ops=list(self.ops))
+        self.config = dict(
+            init_channels=init_channels,
+            num_classes=num_classes,
+            layers=layers,
+            steps=steps,
+            multiplier=multiplier,
+            ops=list(self.ops),
+        )
         chs = STEM_MULTIPLIER * init_channels
         self.stem = nn.Sequential(nn.Conv2d(3, chs, 3, padding=1, bias=False), nn.BatchNorm2d(chs))
         prev_prev, prev, chs = chs, chs, init_channels
@@ -143,17 +167,28 @@ def _grad(loss: torch.Tensor, tensors: list[torch.Tensor], create_graph: bool = 
 class Architect:
     """Updates alpha with Adam (DARTS: lr 3e-4, betas (0.5, 0.999), weight decay 1e-3) on held-out batches."""
 
-    def __init__(self, model: SearchNetwork, lr: float = 3e-4, weight_decay: float = 1e-3,
-                 second_order: bool = True, hessian: str = "exact", radius: float = 0.01):
+    def __init__(
+        self,
+        model: SearchNetwork,
+        lr: float = 3e-4,
+        weight_decay: float = 1e-3,
+        second_order: bool = True,
+        hessian: str = "exact",
+        radius: float = 0.01,
+    ):
         if hessian not in HESSIAN_MODES:
             raise ValueError(f"hessian must be one of {', '.join(HESSIAN_MODES)}, not {hessian!r}.")
         self.model, self.second_order = model, second_order
         self.hessian, self.radius = hessian, radius
-        self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=lr, betas=(0.5, 0.999),
-                                          weight_decay=weight_decay)
+        self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay)
 
-    def step(self, train_batch: tuple[torch.Tensor, torch.Tensor], val_batch: tuple[torch.Tensor, torch.Tensor],
-             lr: float, weight_optimizer: torch.optim.Optimizer) -> float:
+    def step(
+        self,
+        train_batch: tuple[torch.Tensor, torch.Tensor],
+        val_batch: tuple[torch.Tensor, torch.Tensor],
+        lr: float,
+        weight_optimizer: torch.optim.Optimizer,
+    ) -> float:
         """One alpha update; ``lr`` is the weights' current learning rate (the virtual step's xi).
         Returns the validation loss alpha was judged on."""
         if self.second_order:
@@ -174,8 +209,9 @@ class Architect:
         buffers = {n: b.clone() for n, b in self.model.named_buffers()}
         return F.cross_entropy(functional_call(self.model, {**weights, **buffers}, (batch[0],)), batch[1])
 
-    def virtual_weights(self, train_batch, lr: float, weight_optimizer: torch.optim.Optimizer,
-                        keep_graph: bool = False) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    def virtual_weights(
+        self, train_batch, lr: float, weight_optimizer: torch.optim.Optimizer, keep_graph: bool = False
+    ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
         """``w' = w - lr * (momentum * buffer + grad_w L_train + weight_decay * w)``, the step SGD would take,
         and ``grad_w L_train`` (with its graph if ``keep_graph``, for the exact Hessian-vector product)."""
         named = self.model.named_weight_parameters()
@@ -210,8 +246,9 @@ class Architect:
         hessian_v = self.mixed_hessian_vector(train_batch, v, train_grads if self.hessian == "exact" else None)
         return [d - lr * h for d, h in zip(direct, hessian_v)], loss.detach()
 
-    def mixed_hessian_vector(self, train_batch, v: list[torch.Tensor],
-                             train_grads: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    def mixed_hessian_vector(
+        self, train_batch, v: list[torch.Tensor], train_grads: list[torch.Tensor] | None = None
+    ) -> list[torch.Tensor]:
         """``(d^2 L_train / d alpha d w) v`` at the current weights, exactly or by central differences.
         ``train_grads``: ``grad_w L_train`` with its graph, if already computed."""
         alphas = self.model.arch_parameters()

@@ -48,8 +48,12 @@ class NasTrainTask(ClassificationTask):
 
     def model_kwargs(self) -> dict[str, Any]:
         cfg = self.cfg
-        return {"genotype": self.genotype.to_dict(), "init_channels": cfg.init_channels, "layers": cfg.layers,
-                "auxiliary": cfg.auxiliary}
+        return {
+            "genotype": self.genotype.to_dict(),
+            "init_channels": cfg.init_channels,
+            "layers": cfg.layers,
+            "auxiliary": cfg.auxiliary,
+        }
 
     def transforms(self):
         return cifar_transforms(training=True, cutout=self.cfg.cutout), cifar_transforms(training=False)
@@ -66,8 +70,10 @@ class NasTrainTask(ClassificationTask):
         return super().batches(index)
 
     def describe(self) -> str:
-        return (f"{super().describe()}\n  genotype {self.genotype}\n  {count_network_params(self.model):,} "
-                "params without the auxiliary head (as DARTS counts them)")
+        return (
+            f"{super().describe()}\n  genotype {self.genotype}\n  {count_network_params(self.model):,} "
+            "params without the auxiliary head (as DARTS counts them)"
+        )
 
 
 def train_network(cfg: NasTrainConfig) -> dict[str, Any]:
