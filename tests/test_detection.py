@@ -59,6 +59,8 @@ def test_mobilenext_taps_inside_blocks_with_the_classifiers_weights(backbone_wei
     # stride-2 depthwise conv. Stride 32: after the last block's expansion, before its final depthwise conv.
     body.blocks[5][0].conv_expand.register_forward_hook(lambda m, i, o: taps.setdefault("16", o))
     body.blocks[7][0].conv_expand.register_forward_hook(lambda m, i, o: taps.setdefault("32", o))
+    # The last block then runs to its end (linear depthwise + BN), and its output feeds the extra layers.
+    body.blocks[7][0].register_forward_hook(lambda m, i, o: taps.setdefault("last", o))
     x = torch.randn(1, 3, 320, 320)
     with torch.no_grad():
         body(x)
@@ -74,6 +76,9 @@ def test_mobilenext_taps_inside_blocks_with_the_classifiers_weights(backbone_wei
     torch.testing.assert_close(features["0"], taps["16"])
     torch.testing.assert_close(features["1"], taps["32"])
     assert taps["16"].min() >= 0 and taps["16"].max() <= 6  # after the ReLU6
+    with torch.no_grad():
+        torch.testing.assert_close(features["2"], detector.backbone.extras[0](taps["last"]))
+    assert taps["last"].min() < 0  # linear: not the tapped ReLU6 map
 
 
 def test_mobilenext_extras_are_sandglass_shaped():
@@ -85,10 +90,11 @@ def test_mobilenext_extras_are_sandglass_shaped():
         [(256, 1, 3, 3), (128, 256, 1, 1), (256, 128, 1, 1)],
         [(256, 1, 3, 3), (128, 256, 1, 1), (128, 128, 1, 1)],
     ]
-    for extra in extras:
-        assert extra[0].conv.stride == (2, 2) and isinstance(extra[0].bn.act, nn.ReLU6)
-        assert isinstance(extra[1].bn.act, nn.Identity)  # the reduction is linear
-        assert isinstance(extra[2].bn.act, nn.ReLU6)
+    for extra in extras:  # the authors' flat Sequential: conv, BN, ReLU6, conv, BN (linear), conv, BN, ReLU6
+        kinds = [type(m) for m in extra]
+        assert kinds == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU6, nn.Conv2d, nn.BatchNorm2d, nn.Conv2d, nn.BatchNorm2d,
+                         nn.ReLU6]  # fmt: skip
+        assert extra[0].stride == (2, 2) and extra[0].groups == extra[0].in_channels
 
 
 def test_mobilenetv2_baseline_taps_96_and_1280():
@@ -124,7 +130,15 @@ def test_default_boxes_are_the_authors():
     start = 6 * sum(f * f for f in MAPS_320[:3])
     box = anchors[start]
     assert float((box[0] + box[2]) / 2) == pytest.approx(60.0)
-    assert float(box[2] - box[0]) == pytest.approx(AUTHORS_BOXES["min_sizes"][3])
+    assert float(box[2] - box[0]) == pytest.approx(AUTHORS_BOXES["voc"]["min_sizes"][3])
+
+    # COCO's boxes (their *_coco.yaml): max sizes 90..315 and only ratio 2 on the last map, 4 boxes there.
+    coco = create_detector("ssdlite320_mobilenext_100", num_classes=81, boxes="coco").anchor_generator
+    assert coco.num_anchors_per_location() == [6, 6, 6, 6, 6, 4]
+    anchors = coco(images, [torch.zeros(1, 1, f, f) for f in MAPS_320])[0]
+    assert len(anchors) == 3232
+    last = anchors[-4:]  # the 1x1 map: centre 160 px; squares of 270 and sqrt(270 * 315), then ratio 2 (clipped)
+    assert [round(float(b[2] - b[0]), 3) for b in last[:2]] == [270.0, round(math.sqrt(270 * 315), 3)]
 
 
 def test_train_and_eval_forward_on_any_image_size():
@@ -243,8 +257,9 @@ def shapes_run(tmp_path_factory):
 def test_short_training_run_detects_held_out_shapes(shapes_run):
     root, run, result = shapes_run
     # An untrained detector scores about 0.01. The trained one's figure depends on the float summation order
-    # (threads, CPU): 0.19 with 2 threads and 0.24 with 1 on this machine, so the bar is well below both.
-    assert result["map50"] > 0.15 and result["map50_voc07"] > 0.15
+    # (threads, CPU): 0.13 with 2 threads on this machine with the authors' head and initialisation (Xavier,
+    # PyTorch's BN; torchvision's SSDLite head reached 0.19 in these 400 iterations), so the bar is below it.
+    assert result["map50"] > 0.1 and result["map50_voc07"] > 0.1
     with open(run / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["iteration"]) for r in rows] == [200, 400]

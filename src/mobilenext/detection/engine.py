@@ -68,6 +68,12 @@ class DetectionConfig(DataParallelSettings):
         None, "classification weights for the backbone (ours, timm's, the authors')"
     )
     size: int = setting(320, "input size (the anchors are the authors' at 320)", **COUNT)
+    boxes: str = setting(
+        "voc",
+        "the authors' default boxes: those of their VOC or COCO configs (COCO: other max "
+        "sizes, 4 boxes on the last map)",
+        choices=("voc", "coco"),
+    )
     data: str | None = setting(None, "VOC root (holding VOCdevkit/) or COCO root (annotations/instances_*.json)")
     dataset: str = setting("auto", "dataset format", choices=("auto", "voc", "coco"))
     train_sets: tuple[str, ...] = setting(
@@ -309,7 +315,11 @@ class DetectionTask(Task):
                 f"{cfg.batch_size} x {dist.world_size}; lower --batch-size."
             )
         model = create_detector(
-            cfg.model, len(self.data.classes) + 1, size=cfg.size, backbone_checkpoint=cfg.backbone_checkpoint
+            cfg.model,
+            len(self.data.classes) + 1,
+            size=cfg.size,
+            boxes=cfg.boxes,
+            backbone_checkpoint=cfg.backbone_checkpoint,
         )
         self.model = runner.prepare_model(model)
         self.optimizer = create_optimizer_v2(
@@ -324,7 +334,8 @@ class DetectionTask(Task):
         self.iteration = 0
 
     def identity(self) -> dict[str, Any]:
-        return {"model": self.cfg.model, "classes": list(self.data.classes), "size": self.cfg.size}
+        cfg = self.cfg
+        return {"model": cfg.model, "classes": list(self.data.classes), "size": cfg.size, "boxes": cfg.boxes}
 
     def finished(self, rounds: int) -> bool:
         return self.iteration >= self.cfg.iterations
@@ -404,7 +415,8 @@ class DetectionTask(Task):
         return f"iteration {self.iteration:,}"
 
     def state(self) -> dict[str, Any]:
-        return {"classes": list(self.data.classes), "size": self.cfg.size, "iteration": self.iteration}
+        cfg = self.cfg
+        return {"classes": list(self.data.classes), "size": cfg.size, "boxes": cfg.boxes, "iteration": self.iteration}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.iteration = state["iteration"]

@@ -1,36 +1,44 @@
-"""SSDLite with a MobileNeXt (or MobileNetV2) backbone, on torchvision's SSD.
+"""SSDLite with a MobileNeXt (or MobileNetV2) backbone: the authors' detector, module for module, on
+torchvision's SSD.
 
-The detector is torchvision's: ``SSD`` does the matching, hard-negative mining, box coding, resizing and
-NMS; ``SSDLiteHead`` the depthwise-separable predictors. What is ours is what the paper specifies:
+torchvision's ``SSD`` does what it computes exactly as the authors' code does (matching at IoU 0.5 with each
+object's best prior forced, box coding with variances 0.1/0.2, 3:1 hard-negative mining, smooth-L1, NMS).
+What is written here is what theirs (``houqb/ssdlite-pytorch-mobilenext``) does differently from torchvision's
+SSDLite, with the same module tree, so that their checkpoints map key for key (:func:`to_authors_layout`):
 
-- **where the backbone is tapped**: MobileNeXt gives 576 channels at stride 16 *inside* the first block
-  of the 576-wide stage (after its 1x1 expansion and ReLU6, before its stride-2 depthwise conv) and 1280
-  at stride 32 inside the last block (after its expansion, before its final depthwise conv, which the
-  detector drops). MobileNetV2 gives its 96-channel stage output and its 1280-channel head conv.
-- **the extra layers**, four stride-2 layers down to 1x1; for MobileNeXt sandglass-shaped (depthwise on
-  the wide input, linear 1x1 reduction, 1x1 expansion).
-- **the authors' default boxes**: explicit min/max sizes and steps per map, which torchvision's
-  scale-based ``DefaultBoxGenerator`` cannot express (their max size of map k is not the min of k+1).
+- **where the backbone is tapped**: MobileNeXt gives 576 channels at stride 16 *inside* the first block of the
+  576-wide stage (after its 1x1 expansion and ReLU6, before its stride-2 depthwise conv) and 1280 at stride 32
+  inside the last block (after its expansion). That last block then runs to its end (its linear depthwise
+  conv and BN), and its output, not the tapped map, feeds the first extra layer. MobileNetV2 gives its
+  96-channel stage output and its 1280-channel head conv.
+- **the extra layers**, four stride-2 layers down to 1x1: for MobileNeXt sandglass-shaped (depthwise 3x3 on the
+  wide input + BN + ReLU6, linear 1x1 reduction, 1x1 expansion + BN + ReLU6); for MobileNetV2 inverted
+  residuals without shortcut (1x1 expansion by 0.2/0.5/0.5/0.5, depthwise 3x3, linear 1x1 projection).
+  PyTorch's default BatchNorm; Kaiming-normal (fan-out) convolutions.
+- **the predictor** (:class:`SSDLitePredictor`): on the first five maps a depthwise 3x3 conv *with bias* + BN +
+  ReLU6 + a 1x1 conv with bias; on the last map a single 1x1 conv with bias (torchvision's ``SSDLiteHead``
+  has no depthwise bias and puts the separable block on every map). Xavier-uniform weights, zero biases.
+- **the default boxes**: explicit min/max sizes and steps per map, VOC's and COCO's (which differ in the max
+  sizes and in the last map's aspect ratios), which torchvision's scale-based ``DefaultBoxGenerator``
+  cannot express (their max size of map k is not the min of k+1).
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
-from functools import partial
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from timm.layers import ConvNormAct
 from torch import nn
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD
-from torchvision.models.detection.ssdlite import SSDLiteHead
 
-from ..errors import ConfigError, UnknownModelError
+from ..errors import CheckpointError, ConfigError, UnknownModelError
 from ..models.factory import get_model
 from ..models.mobilenext import MobileNeXt
+from ..models.official import official_module_names
 
 __all__ = [
     "AUTHORS_BOXES",
@@ -38,25 +46,36 @@ __all__ = [
     "MobileNeXtSSDFeatures",
     "MobileNetV2SSDFeatures",
     "SSDDefaultBoxes",
+    "SSDLitePredictor",
     "create_detector",
+    "from_authors_layout",
+    "is_authors_detector",
+    "load_authors_detector",
     "ssdlite",
+    "to_authors_layout",
 ]
 
-# The authors' SSDLite-320 default boxes: per feature map (20, 10, 5, 3, 2, 1 cells at 320 px).
-AUTHORS_BOXES = dict(
-    min_sizes=(45, 90, 135, 180, 225, 270),
-    max_sizes=(120, 180, 220, 260, 300, 320),
-    steps=(16, 32, 64, 120, 160, 320),
-    aspect_ratios=((2, 3),) * 6,
-)
+# The authors' SSDLite-320 default boxes (their configs/*_voc0712.yaml and *_coco.yaml): per feature map
+# (20, 10, 5, 3, 2, 1 cells at 320 px). VOC: 6 boxes everywhere (3,234); COCO: 4 on the last map (3,232).
+AUTHORS_BOXES = {
+    "voc": dict(
+        min_sizes=(45, 90, 135, 180, 225, 270),
+        max_sizes=(120, 180, 220, 260, 300, 320),
+        steps=(16, 32, 64, 120, 160, 320),
+        aspect_ratios=((2, 3),) * 6,
+    ),
+    "coco": dict(
+        min_sizes=(45, 90, 135, 180, 225, 270),
+        max_sizes=(90, 135, 180, 225, 270, 315),
+        steps=(16, 32, 64, 120, 160, 320),
+        aspect_ratios=((2, 3),) * 5 + ((2,),),
+    ),
+}
 AUTHORS_SIZE = 320
 
-# Extra layers after the two backbone taps: output widths, and for MobileNeXt the squeeze ratio of each.
+# Extra layers after the two backbone taps: output widths and the hidden width's ratio to the input width.
 MOBILENEXT_EXTRAS = ((512, 0.2), (256, 0.25), (256, 0.5), (128, 0.5))
-MOBILENETV2_EXTRAS = (512, 256, 256, 64)
-
-# Torchvision's SSDLite norm for the new layers (head and extras): TF's BN epsilon and a slow momentum.
-_NORM = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
+MOBILENETV2_EXTRAS = ((512, 0.2), (256, 0.5), (256, 0.5), (64, 0.5))
 
 
 class SSDDefaultBoxes(DefaultBoxGenerator):
@@ -108,60 +127,87 @@ def _features_dict(maps: list[torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
     return OrderedDict((str(i), m) for i, m in enumerate(maps))
 
 
-def _sandglass_extra(in_chs: int, out_chs: int, squeeze: float) -> nn.Sequential:
-    """Stride-2 extra layer shaped like a sandglass block: depthwise 3x3 on the wide input (+BN+ReLU6),
-    linear 1x1 reduction, 1x1 to the output width (+BN+ReLU6)."""
-    reduced = int(in_chs * squeeze)
-    return nn.Sequential(
-        ConvNormAct(in_chs, in_chs, 3, stride=2, groups=in_chs, norm_layer=_NORM, act_layer=nn.ReLU6),
-        ConvNormAct(in_chs, reduced, 1, norm_layer=_NORM, apply_act=False),
-        ConvNormAct(reduced, out_chs, 1, norm_layer=_NORM, act_layer=nn.ReLU6),
-    )
+def _conv(in_chs: int, out_chs: int, kernel: int = 1, stride: int = 1, depthwise: bool = False, bias: bool = False):
+    return nn.Conv2d(in_chs, out_chs, kernel, stride, kernel // 2, groups=in_chs if depthwise else 1, bias=bias)
 
 
-def _inverted_extra(in_chs: int, out_chs: int) -> nn.Sequential:
-    """SSDLite's extra layer for MobileNetV2: 1x1 to half the output width, depthwise 3x3 stride 2, 1x1 out."""
-    mid = out_chs // 2
-    relu6 = dict(norm_layer=_NORM, act_layer=nn.ReLU6)
+def sandglass_extra(in_chs: int, out_chs: int, ratio: float) -> nn.Sequential:
+    """The authors' MobileNeXt extra layer (one flat Sequential, their indices): depthwise 3x3 stride 2 on the
+    wide input + BN + ReLU6 (0-2), linear 1x1 reduction + BN (3-4), 1x1 expansion + BN + ReLU6 (5-7)."""
+    hidden = int(in_chs * ratio)
     return nn.Sequential(
-        ConvNormAct(in_chs, mid, 1, **relu6),
-        ConvNormAct(mid, mid, 3, stride=2, groups=mid, **relu6),
-        ConvNormAct(mid, out_chs, 1, **relu6),
-    )
+        _conv(in_chs, in_chs, 3, 2, depthwise=True), nn.BatchNorm2d(in_chs), nn.ReLU6(inplace=True),
+        _conv(in_chs, hidden), nn.BatchNorm2d(hidden),
+        _conv(hidden, out_chs), nn.BatchNorm2d(out_chs), nn.ReLU6(inplace=True),
+    )  # fmt: skip
+
+
+class InvertedResidualExtra(nn.Module):
+    """The authors' MobileNetV2 extra layer: an inverted residual of stride 2 (so no shortcut), ``conv`` holding
+    1x1 expansion + BN + ReLU6, depthwise 3x3 + BN + ReLU6, then a linear 1x1 projection + BN."""
+
+    def __init__(self, in_chs: int, out_chs: int, ratio: float) -> None:
+        super().__init__()
+        hidden = round(in_chs * ratio)
+        self.conv = nn.Sequential(
+            nn.Sequential(_conv(in_chs, hidden), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)),
+            nn.Sequential(_conv(hidden, hidden, 3, 2, depthwise=True), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)),
+            _conv(hidden, out_chs),
+            nn.BatchNorm2d(out_chs),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def _kaiming_init(module: nn.Module) -> None:
+    """The authors' backbone initialisation, which their extra layers keep (the ImageNet weights load after)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out")
+        elif isinstance(layer, nn.BatchNorm2d):
+            nn.init.ones_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
 
 class MobileNeXtSSDFeatures(nn.Module):
     """The six SSDLite feature maps of a MobileNeXt: two taps inside sandglass blocks, four extra layers.
 
-    ``body`` is consumed: its classifier and the last block's final depthwise conv are dropped, since the
-    detector taps before them (unused parameters would also stall DDP).
+    ``body`` keeps its classification layout (so the authors' ``features.*`` keys map onto it as for the
+    classifier); its classifier is removed.
     """
 
     def __init__(self, body: MobileNeXt, extras: Sequence[tuple[int, float]] = MOBILENEXT_EXTRAS) -> None:
         super().__init__()
-        blocks = [block for stage in body.blocks for block in stage]
-        stride16_end = _first_block_leaving_stride(body, 16)
-        self.stem = body.stem
-        self.to_stride16 = nn.Sequential(*blocks[:stride16_end])
-        self.tap16_block = blocks[stride16_end]  # tapped at its expansion, then run to the end
-        self.to_stride32 = nn.Sequential(*blocks[stride16_end + 1 : -1])
-        self.tap32_block = blocks[-1]  # tapped at its expansion; the rest is dropped
-        self.tap32_block.conv_dw2 = nn.Identity()
-        self.tap32_block.se = nn.Identity()
-        widths = [self.tap16_block.conv_expand.conv.out_channels, self.tap32_block.conv_expand.conv.out_channels]
+        body.reset_classifier(0)
+        self.body = body
+        blocks = self._blocks()
+        self.tap16 = _first_block_leaving_stride(body, 16)
+        widths = [blocks[self.tap16].conv_expand.conv.out_channels, blocks[-1].conv_expand.conv.out_channels]
         self.extras = nn.ModuleList()
-        for out_chs, squeeze in extras:
-            self.extras.append(_sandglass_extra(widths[-1], out_chs, squeeze))
-            widths.append(out_chs)
+        in_chs = blocks[-1].out_chs  # the last block's output (its full width) feeds the extras
+        for out_chs, ratio in extras:
+            self.extras.append(sandglass_extra(in_chs, out_chs, ratio))
+            widths.append(in_chs := out_chs)
+        _kaiming_init(self.extras)
         self.out_channels = widths
 
+    def _blocks(self) -> list[nn.Module]:
+        return [block for stage in self.body.blocks for block in stage]
+
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        x = self.to_stride16(self.stem(x))
-        tap16 = self.tap16_block.forward_to_expansion(x)
-        x = self.to_stride32(self.tap16_block.forward_from_expansion(tap16, x))
-        maps = [tap16, self.tap32_block.forward_to_expansion(x)]
+        blocks = self._blocks()
+        x = self.body.stem(x)
+        maps = []
+        for index, block in enumerate(blocks):
+            if index in (self.tap16, len(blocks) - 1):  # tapped at the expansion, then run to the end
+                maps.append(block.forward_to_expansion(x))
+                x = block.forward_from_expansion(maps[-1], x)
+            else:
+                x = block(x)
         for extra in self.extras:
-            maps.append(extra(maps[-1]))
+            x = extra(x)
+            maps.append(x)
         return _features_dict(maps)
 
 
@@ -169,7 +215,7 @@ def _first_block_leaving_stride(body: MobileNeXt, reduction: int) -> int:
     """Index (over all blocks) of the stride-2 block that takes the network from ``reduction`` to twice it."""
     current = 2  # the stem
     for index, block in enumerate(b for stage in body.blocks for b in stage):
-        stride = block.conv_dw2.conv.stride[0] if isinstance(block.conv_dw2, ConvNormAct) else 1
+        stride = block.conv_dw2.conv.stride[0] if hasattr(block.conv_dw2, "conv") else 1
         if stride == 2 and current == reduction:
             return index
         current *= stride
@@ -180,34 +226,80 @@ class MobileNetV2SSDFeatures(nn.Module):
     """The six SSDLite feature maps of timm's MobileNetV2: the 96-wide stage output at stride 16, the
     1280-wide head conv at stride 32, then four extra layers."""
 
-    def __init__(self, body: nn.Module, extras: Sequence[int] = MOBILENETV2_EXTRAS) -> None:
+    def __init__(self, body: nn.Module, extras: Sequence[tuple[int, float]] = MOBILENETV2_EXTRAS) -> None:
         super().__init__()
+        body.reset_classifier(0)
+        self.body = body
         stride16_stages = [i for i, info in enumerate(body.feature_info) if info["reduction"] == 16]
-        last16 = int(body.feature_info[stride16_stages[-1]]["module"].split(".")[1])
-        self.to_stride16 = nn.Sequential(body.conv_stem, body.bn1, *body.blocks[: last16 + 1])
-        self.to_stride32 = nn.Sequential(*body.blocks[last16 + 1 :], body.conv_head, body.bn2)
+        self.last16 = int(body.feature_info[stride16_stages[-1]]["module"].split(".")[1])
         widths = [body.feature_info[stride16_stages[-1]]["num_chs"], body.conv_head.out_channels]
         self.extras = nn.ModuleList()
-        for out_chs in extras:
-            self.extras.append(_inverted_extra(widths[-1], out_chs))
+        for out_chs, ratio in extras:
+            self.extras.append(InvertedResidualExtra(widths[-1], out_chs, ratio))
             widths.append(out_chs)
+        _kaiming_init(self.extras)
         self.out_channels = widths
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        tap16 = self.to_stride16(x)
-        maps = [tap16, self.to_stride32(tap16)]
+        body = self.body
+        x = body.bn1(body.conv_stem(x))
+        for stage in body.blocks[: self.last16 + 1]:
+            x = stage(x)
+        maps = [x]
+        for stage in body.blocks[self.last16 + 1 :]:
+            x = stage(x)
+        maps.append(body.bn2(body.conv_head(x)))
         for extra in self.extras:
             maps.append(extra(maps[-1]))
         return _features_dict(maps)
 
 
-def _init_new_layers(module: nn.Module) -> None:
-    """Extras start like torchvision's SSDLite layers (small normal weights), not like the backbone."""
-    for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            nn.init.normal_(layer.weight, mean=0.0, std=0.03)
-            if layer.bias is not None:
+class SeparablePredictor(nn.Module):
+    """Depthwise 3x3 with bias + BN + ReLU6, then a 1x1 conv with bias (the authors' ``SeparableConv2d``)."""
+
+    def __init__(self, in_chs: int, out_chs: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            _conv(in_chs, in_chs, 3, depthwise=True, bias=True),
+            nn.BatchNorm2d(in_chs),
+            nn.ReLU6(inplace=True),
+            _conv(in_chs, out_chs, bias=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class SSDLitePredictor(nn.Module):
+    """The authors' SSDLite box predictor: per map a class head and a box head, separable on every map but the
+    last, which has a single 1x1 conv. Outputs torchvision ``SSD``'s head format: ``cls_logits`` (N, boxes,
+    classes) and ``bbox_regression`` (N, boxes, 4), boxes ordered by map, row, column, box."""
+
+    def __init__(self, in_channels: Sequence[int], boxes_per_location: Sequence[int], num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        last = len(in_channels) - 1
+
+        def head(level: int, per_box: int) -> nn.Module:
+            chs, out = in_channels[level], boxes_per_location[level] * per_box
+            return SeparablePredictor(chs, out) if level < last else _conv(chs, out, bias=True)
+
+        self.cls_headers = nn.ModuleList(head(level, num_classes) for level in range(len(in_channels)))
+        self.reg_headers = nn.ModuleList(head(level, 4) for level in range(len(in_channels)))
+        for layer in self.modules():
+            if isinstance(layer, nn.Conv2d):
+                nn.init.xavier_uniform_(layer.weight)
                 nn.init.zeros_(layer.bias)
+
+    @staticmethod
+    def _flatten(outputs: list[torch.Tensor], per_box: int) -> torch.Tensor:
+        return torch.cat([o.permute(0, 2, 3, 1).reshape(o.shape[0], -1, per_box) for o in outputs], dim=1)
+
+    def forward(self, maps: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {
+            "cls_logits": self._flatten([h(m) for h, m in zip(self.cls_headers, maps)], self.num_classes),
+            "bbox_regression": self._flatten([h(m) for h, m in zip(self.reg_headers, maps)], 4),
+        }
 
 
 def ssdlite(
@@ -215,33 +307,36 @@ def ssdlite(
     num_classes: int = 21,
     size: int = AUTHORS_SIZE,
     backbone_checkpoint: str | None = None,
+    boxes: str = "voc",
     **ssd_kwargs: Any,
 ) -> SSD:
     """SSDLite on ``backbone`` (a MobileNeXt or timm MobileNetV2 name) for ``num_classes`` including background.
 
     ``backbone_checkpoint``: classification weights for the backbone (any layout ``get_model``
-    reads: ours, timm's, the authors'); the classifier is dropped. ``ssd_kwargs`` go to torchvision's
-    ``SSD`` (``score_thresh``, ``nms_thresh``, ``detections_per_img``, ...).
+    reads: ours, timm's, the authors'); the classifier is dropped. ``boxes``: the authors' default boxes of
+    their ``voc`` or ``coco`` configs. ``ssd_kwargs`` go to torchvision's ``SSD`` (``score_thresh``,
+    ``nms_thresh``, ``detections_per_img``, ...).
     """
     if num_classes < 2:
         raise ConfigError(f"num_classes counts the background too, so it must be at least 2, got {num_classes}.")
+    if boxes not in AUTHORS_BOXES:
+        raise ConfigError(f"boxes {boxes!r}: choose one of {', '.join(AUTHORS_BOXES)}.")
     body = get_model(backbone, pretrained=backbone_checkpoint or False)  # the checkpoint's classifier loads too
-    body.reset_classifier(0)  # and goes: the detector needs the features only
     if isinstance(body, MobileNeXt):
         features = MobileNeXtSSDFeatures(body)
     elif backbone.startswith("mobilenetv2"):
         features = MobileNetV2SSDFeatures(body)
     else:
         raise UnknownModelError(f"no SSDLite backbone for {backbone!r}; use a mobilenext_* or mobilenetv2_* model.")
-    _init_new_layers(features.extras)
-    boxes = SSDDefaultBoxes(
-        AUTHORS_BOXES["min_sizes"],
-        AUTHORS_BOXES["max_sizes"],
-        AUTHORS_BOXES["aspect_ratios"],
+    spec = AUTHORS_BOXES[boxes]
+    generator = SSDDefaultBoxes(
+        spec["min_sizes"],
+        spec["max_sizes"],
+        spec["aspect_ratios"],
         image_size=AUTHORS_SIZE,
-        steps=AUTHORS_BOXES["steps"] if size == AUTHORS_SIZE else None,
+        steps=spec["steps"] if size == AUTHORS_SIZE else None,
     )
-    head = SSDLiteHead(features.out_channels, boxes.num_anchors_per_location(), num_classes, _NORM)
+    head = SSDLitePredictor(features.out_channels, generator.num_anchors_per_location(), num_classes)
     settings = {
         "score_thresh": 0.001,
         "nms_thresh": 0.55,
@@ -251,9 +346,60 @@ def ssdlite(
         "image_std": list(body.pretrained_cfg["std"]),
         **ssd_kwargs,
     }
-    model = SSD(features, boxes, (size, size), num_classes, head=head, **settings)
-    model.backbone_name = backbone
+    model = SSD(features, generator, (size, size), num_classes, head=head, **settings)
+    model.backbone_name, model.boxes = backbone, boxes
     return model
+
+
+# ---- the authors' checkpoint layout ---------------------------------------------------------------------
+def _mobilenetv2_module_names(body: nn.Module) -> Iterator[tuple[str, str]]:
+    """(timm ``mobilenetv2_*`` module, torchvision ``mobilenet_v2`` module, which the authors' detector uses)."""
+    yield "conv_stem", "features.0.0"
+    yield "bn1", "features.0.1"
+    index = 1
+    for stage_index, stage in enumerate(body.blocks):
+        for block_index in range(len(stage)):
+            ours = f"blocks.{stage_index}.{block_index}"
+            if hasattr(stage[block_index], "conv_pwl"):  # inverted residual: expand, depthwise, project
+                pairs = ("conv_pw", "conv.0.0"), ("bn1", "conv.0.1"), ("conv_dw", "conv.1.0"), ("bn2", "conv.1.1"), \
+                        ("conv_pwl", "conv.2"), ("bn3", "conv.3")  # fmt: skip
+            else:  # the first block: depthwise, project
+                pairs = ("conv_dw", "conv.0.0"), ("bn1", "conv.0.1"), ("conv_pw", "conv.1"), ("bn2", "conv.2")
+            for name, theirs in pairs:
+                yield f"{ours}.{name}", f"features.{index}.{theirs}"
+            index += 1
+    yield "conv_head", f"features.{index}.0"
+    yield "bn2", f"features.{index}.1"
+
+
+def _authors_module_names(model: SSD) -> dict[str, str]:
+    """Our module name -> the authors' module name, for every module holding tensors whose names differ."""
+    body = model.backbone.body
+    pairs = official_module_names(body) if isinstance(body, MobileNeXt) else _mobilenetv2_module_names(body)
+    names = {f"backbone.body.{ours}": f"backbone.{theirs}" for ours, theirs in pairs if ours != "classifier"}
+    for ours in dict(model.head.named_modules()):
+        if ours:
+            names[f"head.{ours}"] = f"box_head.predictor.{ours}"
+    return names
+
+
+def _rename(state_dict: dict[str, torch.Tensor], modules: dict[str, str]) -> dict[str, torch.Tensor]:
+    renamed = {}
+    for key, value in state_dict.items():
+        module, _, tensor = key.rpartition(".")
+        renamed[f"{modules.get(module, module)}.{tensor}"] = value
+    return renamed
+
+
+def to_authors_layout(state_dict: dict[str, torch.Tensor], model: SSD) -> dict[str, torch.Tensor]:
+    """``model``'s state dict under the authors' keys (their checkpoints store it under ``"model"``)."""
+    return _rename(state_dict, _authors_module_names(model))
+
+
+def from_authors_layout(state_dict: dict[str, torch.Tensor], model: SSD) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`to_authors_layout`; a ``module.`` prefix (DDP) is dropped."""
+    state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    return _rename(state_dict, {theirs: ours for ours, theirs in _authors_module_names(model).items()})
 
 
 # Registered detectors: name -> backbone (SSDLite at 320 px, the paper's setting).
@@ -270,3 +416,57 @@ def create_detector(name: str, num_classes: int = 21, **kwargs: Any) -> SSD:
     if name.startswith("ssdlite_"):
         return ssdlite(name.removeprefix("ssdlite_"), num_classes, **kwargs)
     raise UnknownModelError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)} or ssdlite_<backbone>.")
+
+
+# ---- the authors' released checkpoints --------------------------------------------------------------------
+# Their inference settings (ssd/config/defaults.py, VOC configs): images in 0..255 minus PIXEL_MEAN (123, 117,
+# 104), divided by ImageNet's std x 255, i.e. these on 0..1; scores above 0.01, NMS at IoU 0.45, 100 per image,
+# no per-class top-k before NMS (every prior is a candidate).
+AUTHORS_MEAN = (123 / 255, 117 / 255, 104 / 255)
+AUTHORS_STD = (0.229, 0.224, 0.225)
+AUTHORS_VOC_TEST = dict(score_thresh=0.01, nms_thresh=0.45, detections_per_img=100, topk_candidates=3234)
+_AUTHORS_BACKBONES = {  # a key only that backbone's checkpoint has -> our detector
+    "backbone.features.20.conv.8.weight": "ssdlite320_mobilenext_100",
+    "backbone.features.18.0.weight": "ssdlite320_mobilenetv2_100",
+}
+
+
+def is_authors_detector(checkpoint: dict[str, Any]) -> bool:
+    """A checkpoint of the authors' detection code: ``{"model": {"backbone.*", "box_head.predictor.*"}}``."""
+    weights = checkpoint.get("model")
+    return isinstance(weights, dict) and any(
+        isinstance(k, str) and k.removeprefix("module.").startswith("box_head.predictor.") for k in weights
+    )
+
+
+def load_authors_detector(weights: dict[str, torch.Tensor], source: str) -> tuple[SSD, dict[str, Any]]:
+    """Our detector holding an authors' checkpoint's ``model`` dict (VOC), with their inference settings, and a
+    record like the one ``mobilenext detect train`` saves (VOC's class names, 320 px)."""
+    from .data import VOC_CLASSES
+
+    weights = {k.removeprefix("module."): v for k, v in weights.items()}
+    name = next((detector for key, detector in _AUTHORS_BACKBONES.items() if key in weights), None)
+    if name is None:
+        raise CheckpointError(
+            f"{source} is in the authors' SSDLite layout but holds neither their MobileNeXt-1.0 nor "
+            "their MobileNetV2 backbone."
+        )
+    boxes_last = weights["box_head.predictor.reg_headers.5.weight"].shape[0] // 4
+    outputs = weights["box_head.predictor.cls_headers.5.weight"].shape[0] // boxes_last
+    if boxes_last != 6 or outputs != len(VOC_CLASSES) + 1:
+        raise CheckpointError(
+            f"{source} is the authors' {name} with {outputs} outputs per box and {boxes_last} boxes on the last map "
+            "(their COCO detector, scored with sigmoid focal-loss logits), which mobilenext cannot run yet; their "
+            "VOC detectors (21 outputs, 6 boxes) load."
+        )
+    model = create_detector(name, outputs, image_mean=list(AUTHORS_MEAN), image_std=list(AUTHORS_STD),
+                            **AUTHORS_VOC_TEST)  # fmt: skip
+    state_dict = from_authors_layout(weights, model)
+    mismatched = sorted(set(state_dict) ^ set(model.state_dict()))
+    if mismatched or any(v.shape != model.state_dict()[k].shape for k, v in state_dict.items()):
+        raise CheckpointError(f"{source} is in the authors' SSDLite layout but does not fit {name} (e.g. "
+                              f"{(mismatched or ['a tensor shape'])[0]}).")  # fmt: skip
+    model.load_state_dict(state_dict)
+    record = {"task": "detection", "model": name, "classes": list(VOC_CLASSES), "size": AUTHORS_SIZE, "boxes": "voc",
+              "authors": True, "args": {"data": None, "dataset": "voc", "test_set": "2007/test"}}  # fmt: skip
+    return model, record

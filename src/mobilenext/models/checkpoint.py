@@ -432,6 +432,16 @@ def restore_model(
     if task not in ("classification", "detection", None):
         raise ConfigError(f"unknown task {task!r}; choose classification or detection.")
     state = _read_dict(checkpoint) if checkpoint else None
+    if state is not None:
+        # Imported here: detection builds on the models, so a module-level import would point the layers up.
+        from ..detection.model import is_authors_detector, load_authors_detector
+
+        if is_authors_detector(state):  # a checkpoint of the authors' detection code
+            if task == "classification":
+                raise CheckpointError(f"{checkpoint} is the authors' SSDLite detector, not a classifier; use "
+                                      "`mobilenext detect eval|predict|export` with it.")  # fmt: skip
+            net, record = load_authors_detector(state["model"], str(checkpoint))
+            return net.to(device).eval(), record
     record = _training_record(state)
     found = record.get("task", "classification")
     if checkpoint and (task == "classification" or found == "nas-search"):
@@ -444,7 +454,8 @@ def restore_model(
         # Imported here: detection builds on the models, so a module-level import would point the layers up.
         from ..detection.model import create_detector
 
-        net = create_detector(state["model"], num_classes=len(state["classes"]) + 1, size=state["size"])
+        classes = len(state["classes"]) + 1
+        net = create_detector(state["model"], classes, size=state["size"], boxes=state.get("boxes", "voc"))
         net.load_state_dict(state["state_dict"])
         return net.to(device).eval(), state
     name = model or record.get("model") or (_recognise_model(checkpoint) if checkpoint else None)
