@@ -166,30 +166,55 @@ def test_bad_detector_requests():
         create_detector("ssdlite320_mobilenext_100", num_classes=1)
 
 
-def test_recipes_are_the_authors_settings():
-    detection = [name for name in list_configs() if name.startswith("ssdlite")]
-    assert sorted(detection) == [
-        "ssdlite320_mobilenetv2_coco",
-        "ssdlite320_mobilenetv2_voc",
-        "ssdlite320_mobilenext_coco",
-        "ssdlite320_mobilenext_voc",
-    ]
-    for name in detection:
-        cfg = DetectionConfig(**load_config(name, DetectionConfig))
-        assert create_detector(cfg.model, num_classes=2, size=cfg.size) is not None
-    voc = load_config("ssdlite320_mobilenext_voc", DetectionConfig)
-    assert (voc["batch_size"], voc["lr"], voc["iterations"], voc["lr_steps"]) == (24, 1e-3, 240_000, (160_000, 200_000))
-    assert voc["train_sets"] == ("2007/trainval", "2012/trainval") and voc["test_set"] == "2007/test"
-    coco = load_config("ssdlite320_mobilenext_coco", DetectionConfig)
-    assert coco["batch_size"] * 8 == 256 and coco["lr"] == 0.01 and coco["sync_bn"] is True
+# Every training and test value of the authors' configs (houqb/ssdlite-pytorch-mobilenext configs/*.yaml over
+# ssd/config/defaults.py), per process as their configs give them.
+AUTHORS_VOC = dict(
+    dataset="voc", boxes="voc", train_sets=("2007/trainval", "2012/trainval"), test_set="2007/test", batch_size=24,
+    lr=1e-3, lr_scaling="world", iterations=240_000, lr_schedule="multistep", lr_steps=(160_000, 200_000),
+    lr_gamma=0.1, warmup_iterations=500, warmup_factor=1 / 3, opt="momentum", momentum=0.9, weight_decay=5e-4,
+    weight_decay_all=True, sync_bn=False, normalize="authors", score_thresh=0.01, nms_thresh=0.45,
+    detections_per_img=100, size=320,
+)  # fmt: skip
+AUTHORS_COCO = dict(
+    AUTHORS_VOC, dataset="coco", boxes="coco", train_sets=("train2017",), test_set="val2017", batch_size=32,
+    lr=0.01, iterations=1_600_000, lr_schedule="cosine", weight_decay=4e-5, sync_bn=True, score_thresh=0.05,
+    nms_thresh=0.5,
+)  # fmt: skip
 
 
-def test_lr_schedule_warms_up_then_steps():
-    assert lr_factor(0, 100, (1000, 2000), 0.1) == pytest.approx(0.01)
-    assert lr_factor(50, 100, (1000, 2000), 0.1) == pytest.approx(0.505)
+@pytest.mark.parametrize(
+    ("recipe", "model", "authors"),
+    [
+        ("ssdlite320_mobilenext_voc", "ssdlite320_mobilenext_100", AUTHORS_VOC),
+        ("ssdlite320_mobilenetv2_voc", "ssdlite320_mobilenetv2_100", AUTHORS_VOC),
+        ("ssdlite320_mobilenext_coco", "ssdlite320_mobilenext_100", AUTHORS_COCO),
+        ("ssdlite320_mobilenetv2_coco", "ssdlite320_mobilenetv2_100", AUTHORS_COCO),
+    ],
+)
+def test_recipes_are_the_authors_configs(recipe, model, authors):
+    assert sorted(n for n in list_configs() if n.startswith("ssdlite")) == sorted(
+        ["ssdlite320_mobilenetv2_coco", "ssdlite320_mobilenetv2_voc", "ssdlite320_mobilenext_coco",
+         "ssdlite320_mobilenext_voc"]
+    )  # fmt: skip
+    cfg = DetectionConfig(**load_config(recipe, DetectionConfig))
+    assert cfg.model == model
+    for key, value in authors.items():
+        assert getattr(cfg, key) == (pytest.approx(value) if isinstance(value, float) else value), key
+
+
+def test_lr_schedules_are_the_authors():
+    # warm-up from 1/3 over 100 iterations, then x0.1 at each step
+    assert lr_factor(0, 100, (1000, 2000), 0.1) == pytest.approx(1 / 3)
+    assert lr_factor(50, 100, (1000, 2000), 0.1) == pytest.approx(1 / 3 + 2 / 3 * 0.5)
     assert lr_factor(999, 100, (1000, 2000), 0.1) == 1.0
     assert lr_factor(1000, 100, (1000, 2000), 0.1) == pytest.approx(0.1)
     assert lr_factor(2500, 100, (1000, 2000), 0.1) == pytest.approx(0.01)
+    # cosine from iteration 0 (not from the end of warm-up), times the warm-up factor while warming up
+    assert lr_factor(50, 100, (), 0.1, 0.5, cosine_over=1000) == pytest.approx(
+        0.75 * 0.5 * (1 + math.cos(0.05 * math.pi))
+    )
+    assert lr_factor(500, 100, (), 0.1, cosine_over=1000) == pytest.approx(0.5)
+    assert lr_factor(1000, 100, (), 0.1, cosine_over=1000) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_data_with_classes_the_reader_does_not_know_is_one_clear_error(tmp_path):
@@ -211,6 +236,9 @@ QUICK = [
     "--train-sets",
     "2007/trainval",
     "--no-augment",
+    "--warmup-factor",
+    "0.01",
+    "--no-weight-decay-all",
     "--opt",
     "adamw",
     "--lr",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from ..engine.runner import Runner, Step, Task, run_task
 from ..errors import ConfigError
 from .data import COCODetection, VOCDetection, collate_detection, detection_transforms
 from .metrics import DetectionEvaluator
-from .model import create_detector
+from .model import NORMALIZATIONS, create_detector, inference_settings
 
 __all__ = [
     "DetectionConfig",
@@ -55,6 +56,7 @@ __all__ = [
 
 log = logging.getLogger("mobilenext")
 
+_BOOL = {"action": argparse.BooleanOptionalAction}
 SUMMARY_COLUMNS = ("iteration", "train_loss", "bbox_loss", "cls_loss", "lr")
 
 
@@ -90,19 +92,40 @@ class DetectionConfig(DataParallelSettings):
     batch_size: int = setting(24, "images per batch and process", "-b", "--batch-size", **COUNT)
     iterations: int = setting(240_000, "training iterations", **COUNT)
     lr: float = setting(1e-3, "learning rate", **POSITIVE)
+    lr_scaling: str = setting(
+        "none",
+        "world: lr x processes and iterations/steps / processes, as the authors' train.py does under DDP",
+        choices=("none", "world"),
+    )
+    lr_schedule: str = setting(
+        "multistep", "multistep (x lr_gamma at lr_steps) or cosine (to 0 at the last iteration)",
+        choices=("multistep", "cosine"),
+    )  # fmt: skip
     lr_steps: tuple[int, ...] = setting(
         (160_000, 200_000), "iterations at which lr is multiplied by lr_gamma", nargs="+", **COUNT
     )
     lr_gamma: float = setting(0.1, "lr decay factor at each step", type=Number(float, 0, 1, low_open=True))
-    warmup_iterations: int = setting(1000, "linear lr warm-up from lr/100", **NONNEG_INT)
-    opt: str = setting("sgd", "timm optimizer name (sgd, adamw, ...)", **OPTIMIZER)
+    warmup_iterations: int = setting(500, "linear lr warm-up iterations", **NONNEG_INT)
+    warmup_factor: float = setting(1 / 3, "lr multiplier at the start of warm-up", type=Number(float, 0, 1))
+    opt: str = setting("momentum", "timm optimizer name (momentum: SGD without Nesterov, as the authors'; sgd "
+                       "is Nesterov's; adamw, ...)", **OPTIMIZER)  # fmt: skip
     momentum: float = setting(0.9, "SGD momentum", **FRACTION)
-    weight_decay: float = setting(4e-5, "weight decay (not on norms and biases)", **NONNEG)
+    weight_decay: float = setting(5e-4, "weight decay", **NONNEG)
+    weight_decay_all: bool = setting(
+        True, "weight decay on every parameter, norms and biases too, as the authors' SGD", **_BOOL
+    )
+    normalize: str = setting(
+        "authors", "input normalisation: authors (mean 123/117/104 of 255, ImageNet std) or imagenet (timm's)",
+        choices=NORMALIZATIONS,
+    )  # fmt: skip
+    score_thresh: float = setting(0.01, "test: keep boxes scoring above this", type=Number(float, 0, 1))
+    nms_thresh: float = setting(0.45, "test: per-class NMS IoU", type=Number(float, 0, 1))
+    detections_per_img: int = setting(100, "test: boxes kept per image", **COUNT)
     augment: bool = setting(
         True,
         "SSD augmentation: photometric distortion, zoom-out, min-IoU crop, flip "
         "(--no-augment: flip only, for quick runs)",
-        action=argparse.BooleanOptionalAction,
+        **_BOOL,
     )
     eval_interval: int = setting(10_000, "iterations between evaluations and checkpoints", **COUNT)
 
@@ -282,11 +305,23 @@ def _headline(metrics: dict[str, Any]) -> str:
 
 
 # --- training --------------------------------------------------------------------------------------------
-def lr_factor(iteration: int, warmup: int, steps: tuple[int, ...], gamma: float) -> float:
-    """Linear warm-up from 1/100 over ``warmup`` iterations, then multiply by ``gamma`` at each of ``steps``."""
-    decay = gamma ** sum(iteration >= step for step in steps)
+def lr_factor(
+    iteration: int,
+    warmup: int,
+    steps: tuple[int, ...],
+    gamma: float,
+    warmup_factor: float = 1 / 3,
+    cosine_over: int | None = None,
+) -> float:
+    """The authors' schedules (their ``ssd/solver/lr_scheduler.py``): a linear warm-up from ``warmup_factor``
+    over ``warmup`` iterations, times either ``gamma`` per step passed or, with ``cosine_over``, a cosine from
+    1 to 0 over that many iterations (counted from 0, not from the end of warm-up)."""
+    if cosine_over is not None:
+        decay = 0.5 * (1 + math.cos(math.pi * iteration / cosine_over))
+    else:
+        decay = gamma ** sum(iteration >= step for step in steps)
     if iteration < warmup:
-        return decay * (0.01 + 0.99 * iteration / warmup)
+        return decay * (warmup_factor + (1 - warmup_factor) * iteration / warmup)
     return decay
 
 
@@ -320,13 +355,21 @@ class DetectionTask(Task):
             size=cfg.size,
             boxes=cfg.boxes,
             backbone_checkpoint=cfg.backbone_checkpoint,
+            **inference_settings(cfg.to_dict()),
         )
         self.model = runner.prepare_model(model)
+        # The authors' train.py under G processes: lr x G, iterations and steps / G (warm-up unchanged).
+        scale = dist.world_size if cfg.lr_scaling == "world" else 1
+        self.lr, self.iterations = cfg.lr * scale, cfg.iterations // scale
+        steps = tuple(step // scale for step in cfg.lr_steps)
+        cosine = self.iterations if cfg.lr_schedule == "cosine" else None
         self.optimizer = create_optimizer_v2(
-            self.model, cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum
-        )
+            self.model, cfg.opt, lr=self.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
+            filter_bias_and_bn=not cfg.weight_decay_all,
+        )  # fmt: skip
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda it: lr_factor(it, cfg.warmup_iterations, cfg.lr_steps, cfg.lr_gamma)
+            self.optimizer,
+            lambda it: lr_factor(it, cfg.warmup_iterations, steps, cfg.lr_gamma, cfg.warmup_factor, cosine),
         )
         workers = default_workers() if cfg.workers is None else cfg.workers
         self.train_loader = detection_loader(self.data.train, cfg.batch_size, workers, True, dist, cfg.seed)
@@ -338,12 +381,12 @@ class DetectionTask(Task):
         return {"model": cfg.model, "classes": list(self.data.classes), "size": cfg.size, "boxes": cfg.boxes}
 
     def finished(self, rounds: int) -> bool:
-        return self.iteration >= self.cfg.iterations
+        return self.iteration >= self.iterations
 
     def _round_end(self) -> int:
         """The iteration this round stops at: the next multiple of eval_interval, or the last."""
         interval = self.cfg.eval_interval
-        return min((self.iteration // interval + 1) * interval, self.cfg.iterations)
+        return min((self.iteration // interval + 1) * interval, self.iterations)
 
     def steps(self, index: int) -> int:
         return self._round_end() - self.iteration
@@ -400,14 +443,14 @@ class DetectionTask(Task):
 
     def round_line(self, row: dict[str, Any]) -> str:
         return (
-            f"iteration {row['iteration']:,}/{self.cfg.iterations:,}  loss {row['train_loss']:.4f}  "
+            f"iteration {row['iteration']:,}/{self.iterations:,}  loss {row['train_loss']:.4f}  "
             f"{_headline(row)}  lr {row['lr']:.3g}  {row['round_time']:.1f}s"
         )
 
     def describe(self) -> str:
         cfg = self.cfg
         return (
-            f"{cfg.model} on {self.data.description}; {cfg.iterations:,} iterations of batch {cfg.batch_size} "
+            f"{cfg.model} on {self.data.description}; {self.iterations:,} iterations of batch {cfg.batch_size} "
             f"x {self.dist.world_size} process(es); device {self.device}; output {self.runner.output}"
         )
 

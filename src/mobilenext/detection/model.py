@@ -418,13 +418,33 @@ def create_detector(name: str, num_classes: int = 21, **kwargs: Any) -> SSD:
     raise UnknownModelError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)} or ssdlite_<backbone>.")
 
 
-# ---- the authors' released checkpoints --------------------------------------------------------------------
-# Their inference settings (ssd/config/defaults.py, VOC configs): images in 0..255 minus PIXEL_MEAN (123, 117,
-# 104), divided by ImageNet's std x 255, i.e. these on 0..1; scores above 0.01, NMS at IoU 0.45, 100 per image,
+# ---- inference settings ---------------------------------------------------------------------------------
+# The authors' (ssd/config/defaults.py): images in 0..255 minus PIXEL_MEAN (123, 117, 104) divided by ImageNet's
+# std x 255, i.e. these on 0..1; VOC: scores above 0.01, NMS at IoU 0.45, 100 per image (COCO: 0.05, 0.5),
 # no per-class top-k before NMS (every prior is a candidate).
 AUTHORS_MEAN = (123 / 255, 117 / 255, 104 / 255)
 AUTHORS_STD = (0.229, 0.224, 0.225)
-AUTHORS_VOC_TEST = dict(score_thresh=0.01, nms_thresh=0.45, detections_per_img=100, topk_candidates=3234)
+AUTHORS_VOC_TEST = {"normalize": "authors", "score_thresh": 0.01, "nms_thresh": 0.45, "detections_per_img": 100}
+NORMALIZATIONS = ("authors", "imagenet")
+# What a run's checkpoint means for inference when it does not name these (runs written before they existed).
+_EARLIER_RUNS = {"normalize": "imagenet", "score_thresh": 0.001, "nms_thresh": 0.55, "detections_per_img": 300}
+
+
+def inference_settings(args: dict[str, Any]) -> dict[str, Any]:
+    """torchvision ``SSD`` keywords from a detection run's settings: its normalisation and post-processing."""
+    earlier = "score_thresh" not in args
+    args = {**_EARLIER_RUNS, **{k: v for k, v in args.items() if k in _EARLIER_RUNS}}
+    return {
+        "image_mean": list(AUTHORS_MEAN) if args["normalize"] == "authors" else [0.485, 0.456, 0.406],
+        "image_std": list(AUTHORS_STD),
+        "score_thresh": args["score_thresh"],
+        "nms_thresh": args["nms_thresh"],
+        "detections_per_img": args["detections_per_img"],
+        "topk_candidates": 300 if earlier else 10_000,  # per class before NMS: earlier runs 300, now every prior
+    }
+
+
+# ---- the authors' released checkpoints --------------------------------------------------------------------
 _AUTHORS_BACKBONES = {  # a key only that backbone's checkpoint has -> our detector
     "backbone.features.20.conv.8.weight": "ssdlite320_mobilenext_100",
     "backbone.features.18.0.weight": "ssdlite320_mobilenetv2_100",
@@ -459,8 +479,7 @@ def load_authors_detector(weights: dict[str, torch.Tensor], source: str) -> tupl
             "(their COCO detector, scored with sigmoid focal-loss logits), which mobilenext cannot run yet; their "
             "VOC detectors (21 outputs, 6 boxes) load."
         )
-    model = create_detector(name, outputs, image_mean=list(AUTHORS_MEAN), image_std=list(AUTHORS_STD),
-                            **AUTHORS_VOC_TEST)  # fmt: skip
+    model = create_detector(name, outputs, **inference_settings(AUTHORS_VOC_TEST))
     state_dict = from_authors_layout(weights, model)
     mismatched = sorted(set(state_dict) ^ set(model.state_dict()))
     if mismatched or any(v.shape != model.state_dict()[k].shape for k, v in state_dict.items()):

@@ -452,10 +452,10 @@ def restore_model(
         _refuse_non_detector(checkpoint, state)
     if found == "detection":
         # Imported here: detection builds on the models, so a module-level import would point the layers up.
-        from ..detection.model import create_detector
+        from ..detection.model import create_detector, inference_settings
 
-        classes = len(state["classes"]) + 1
-        net = create_detector(state["model"], classes, size=state["size"], boxes=state.get("boxes", "voc"))
+        classes, settings = len(state["classes"]) + 1, inference_settings(state.get("args") or {})
+        net = create_detector(state["model"], classes, size=state["size"], boxes=state.get("boxes", "voc"), **settings)
         net.load_state_dict(state["state_dict"])
         return net.to(device).eval(), state
     name = model or record.get("model") or (_recognise_model(checkpoint) if checkpoint else None)
