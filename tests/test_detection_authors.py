@@ -115,3 +115,111 @@ def test_their_coco_checkpoint_and_wrong_files_are_one_sentence(tmp_path, capsys
         error = capsys.readouterr().err.strip()
         assert message in error and len(error.splitlines()) == 1, error
     assert not (tmp_path / "x.onnx").exists()
+
+
+# ---- a reference built here from the authors' documented layer order (their code is not imported) ----------
+class _AuthorsSSDLiteMobileNeXtVOC(torch.nn.Module):
+    """Their ``SSDDetector`` for MobileNeXt on VOC, module for module: ``backbone.features`` (their classifier's
+    trunk), ``backbone.extras`` (flat Sequentials: dw3x3 s2, BN, ReLU6, 1x1, BN, 1x1, BN, ReLU6) and
+    ``box_head.predictor`` (separable heads on maps 0-4, a 1x1 conv on map 5), with their forward."""
+
+    EXTRAS = ((1280, 256, 512), (512, 128, 256), (256, 128, 256), (256, 128, 128))  # in, hidden, out
+    MAPS = (576, 1280, 512, 256, 256, 128)
+
+    def __init__(self) -> None:
+        from torch import nn
+
+        from mobilenext.models.official import OfficialMobileNeXt
+
+        super().__init__()
+        self.backbone, self.box_head = nn.Module(), nn.Module()
+        self.backbone.features = OfficialMobileNeXt().features
+        self.backbone.extras = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(i, i, 3, 2, 1, groups=i, bias=False), nn.BatchNorm2d(i), nn.ReLU6(True),
+                nn.Conv2d(i, h, 1, bias=False), nn.BatchNorm2d(h),
+                nn.Conv2d(h, o, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU6(True),
+            )
+            for i, h, o in self.EXTRAS
+        )  # fmt: skip
+
+        def predictor(level: int, out: int) -> nn.Module:
+            c = self.MAPS[level]
+            if level == 5:
+                return nn.Conv2d(c, out, 1)
+            holder = nn.Module()
+            holder.conv = nn.Sequential(
+                nn.Conv2d(c, c, 3, 1, 1, groups=c), nn.BatchNorm2d(c), nn.ReLU6(), nn.Conv2d(c, out, 1)
+            )
+            return holder
+
+        self.box_head.predictor = nn.Module()
+        self.box_head.predictor.cls_headers = nn.ModuleList(predictor(k, 6 * 21) for k in range(6))
+        self.box_head.predictor.reg_headers = nn.ModuleList(predictor(k, 6 * 4) for k in range(6))
+
+    def forward(self, x: torch.Tensor):
+        features = self.backbone.features
+        for block in features[:13]:
+            x = block(x)
+        tap16 = features[13].conv[:5](x)  # after the 1x1 expansion + ReLU6, before the stride-2 depthwise conv
+        x = features[13].conv[5:](tap16)
+        for block in features[14:20]:
+            x = block(x)
+        tap32 = features[20].conv[:8](x)  # after the last block's expansion + ReLU6
+        x = features[20].conv[8:](tap32)  # the block runs to its end; its output feeds the extras
+        maps = [tap16, tap32]
+        for extra in self.backbone.extras:
+            x = extra(x)
+            maps.append(x)
+        heads = self.box_head.predictor
+        run = lambda head, m: head.conv(m) if hasattr(head, "conv") else head(m)  # noqa: E731
+        cls = torch.cat(
+            [run(h, m).permute(0, 2, 3, 1).reshape(len(x), -1, 21) for h, m in zip(heads.cls_headers, maps)], 1
+        )
+        reg = torch.cat(
+            [run(h, m).permute(0, 2, 3, 1).reshape(len(x), -1, 4) for h, m in zip(heads.reg_headers, maps)], 1
+        )
+        return maps, cls, reg
+
+
+def _authors_priors() -> torch.Tensor:
+    """Their PriorBox for the VOC config, centre form (cx, cy, w, h) in [0, 1]."""
+    priors = []
+    for f, step, small, large in zip((20, 10, 5, 3, 2, 1), (16, 32, 64, 120, 160, 320), (45, 90, 135, 180, 225, 270),
+                                     (120, 180, 220, 260, 300, 320)):  # fmt: skip
+        for i in range(f):
+            for j in range(f):
+                cx, cy, s = (j + 0.5) * step / 320, (i + 0.5) * step / 320, small / 320
+                boxes = [(s, s), ((small * large) ** 0.5 / 320,) * 2]
+                for r in (2, 3):
+                    boxes += [(s * r**0.5, s / r**0.5), (s / r**0.5, s * r**0.5)]
+                priors += [(cx, cy, w, h) for w, h in boxes]
+    return torch.tensor(priors).clamp(0, 1)
+
+
+def test_their_checkpoint_equals_a_reference_built_from_their_layer_order(tmp_path):
+    from mobilenext.detection.export import DetectorGraph
+    from mobilenext.detection.model import AUTHORS_MEAN, AUTHORS_STD
+    from mobilenext.models.checkpoint import restore_model
+
+    torch.manual_seed(0)
+    reference = randomise_norms(_AuthorsSSDLiteMobileNeXtVOC()).eval()
+    assert {k: tuple(v.shape) for k, v in reference.state_dict().items()} == _reference_shapes("mobilenext_voc0712")
+    path = tmp_path / "mobilenext_ssd320_voc0712.pth"
+    torch.save({"model": reference.state_dict()}, path)
+    ours, _ = restore_model(path, task="detection")
+
+    images = torch.rand(2, 3, 320, 320)
+    normalised = (images - torch.tensor(AUTHORS_MEAN).view(1, 3, 1, 1)) / torch.tensor(AUTHORS_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        maps, cls, reg = reference(normalised)
+        for a, b in zip(maps, ours.backbone(normalised).values()):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+        boxes, scores = DetectorGraph(ours, 320)(images)
+    # their decoding: centre offsets x 0.1 and log sizes x 0.2 of the prior, in [0, 1], then x 320
+    priors = _authors_priors()
+    centre = priors[:, :2] + reg[..., :2] * 0.1 * priors[:, 2:]
+    size = priors[:, 2:] * torch.exp(reg[..., 2:] * 0.2)
+    expected = torch.cat([centre - size / 2, centre + size / 2], -1) * 320
+    torch.testing.assert_close(boxes, expected, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(scores, cls.softmax(-1), rtol=1e-4, atol=1e-5)
