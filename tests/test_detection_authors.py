@@ -223,3 +223,23 @@ def test_their_checkpoint_equals_a_reference_built_from_their_layer_order(tmp_pa
     expected = torch.cat([centre - size / 2, centre + size / 2], -1) * 320
     torch.testing.assert_close(boxes, expected, rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(scores, cls.softmax(-1), rtol=1e-4, atol=1e-5)
+
+
+def test_convert_moves_a_detector_between_our_layout_and_theirs_bit_exactly(tmp_path, capsys):
+    from mobilenext.cli import main
+    from mobilenext.engine.checkpoint import save_checkpoint
+
+    torch.manual_seed(2)
+    model = randomise_norms(create_detector("ssdlite320_mobilenext_100"))
+    ours = tmp_path / "ours.pth"
+    record = {"task": "detection", "model": "ssdlite320_mobilenext_100", "classes": [f"c{i}" for i in range(20)]}
+    save_checkpoint({**record, "size": 320, "boxes": "voc", "args": {}, "state_dict": model.state_dict()}, ours)
+    assert main(["convert", str(ours), str(tmp_path / "theirs.pth"), "--to", "official"]) == 0
+    theirs = torch.load(tmp_path / "theirs.pth", weights_only=True)["model"]
+    assert {k: tuple(v.shape) for k, v in theirs.items()} == _reference_shapes("mobilenext_voc0712")
+    assert main(["convert", str(tmp_path / "theirs.pth"), str(tmp_path / "back.pth")]) == 0
+    back = torch.load(tmp_path / "back.pth", weights_only=True)["state_dict"]
+    original = model.state_dict()
+    assert list(back) == list(original) and all(torch.equal(back[k], original[k]) for k in original)
+    assert main(["convert", str(ours), str(tmp_path / "theirs.pth"), "--to", "official"]) == 2  # exists
+    assert "theirs.pth exists; pass --overwrite" in capsys.readouterr().err

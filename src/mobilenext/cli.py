@@ -93,11 +93,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .models.checkpoint import convert_checkpoint
+    from .models.checkpoint import checkpoint_task, convert_checkpoint
 
-    name = convert_checkpoint(
-        args.src, args.dst, model_name=args.model, layout=args.to, use_ema=not args.no_ema, overwrite=args.overwrite
-    )
+    if checkpoint_task(args.src) == "detection":  # ours <-> the authors' detection layout
+        from .detection.model import convert_detector
+
+        name = convert_detector(args.src, args.dst, layout=args.to, overwrite=args.overwrite)
+    else:
+        name = convert_checkpoint(args.src, args.dst, model_name=args.model, layout=args.to, use_ema=not args.no_ema,
+                                  overwrite=args.overwrite)  # fmt: skip
     print(f"wrote {args.dst} ({name}, {args.to} layout)", file=args.out)
     return 0
 
@@ -258,7 +262,7 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
 
 def _convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src")
-    p.add_argument("dst", help="output .safetensors file")
+    p.add_argument("dst", help="output .safetensors file (a detector: .pth)")
     p.add_argument("--model", help="model name (default: recognised from the tensor shapes)")
     p.add_argument("--to", choices=("timm", "official"), default="timm", help="key layout to write")
     p.add_argument("--no-ema", action="store_true", help="take state_dict even if state_dict_ema is present")
@@ -369,7 +373,10 @@ class _Command(NamedTuple):
 COMMANDS = {
     "models": _Command("table of the registered models: params, MAdds, the paper's figures", _models_arguments),
     "predict": _Command("top-k classes of images or folders of images", _predict_arguments),
-    "convert": _Command("convert a checkpoint (e.g. the authors' .pth.tar) to safetensors", _convert_arguments),
+    "convert": _Command(
+        "convert a checkpoint between our layout and the authors' (classifiers: safetensors; detectors: .pth)",
+        _convert_arguments,
+    ),
     "train": _Command(
         "train or fine-tune (no arguments: MobileNeXt on the embedded digits)",
         "mobilenext.engine.train",

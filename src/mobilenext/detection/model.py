@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,6 +48,7 @@ __all__ = [
     "MobileNetV2SSDFeatures",
     "SSDDefaultBoxes",
     "SSDLitePredictor",
+    "convert_detector",
     "create_detector",
     "from_authors_layout",
     "is_authors_detector",
@@ -489,3 +491,27 @@ def load_authors_detector(weights: dict[str, torch.Tensor], source: str) -> tupl
     record = {"task": "detection", "model": name, "classes": list(VOC_CLASSES), "size": AUTHORS_SIZE, "boxes": "voc",
               "authors": True, "args": {"data": None, "dataset": "voc", "test_set": "2007/test"}}  # fmt: skip
     return model, record
+
+
+def convert_detector(src: str | Path, dst: str | Path, layout: str = "official", overwrite: bool = True) -> str:
+    """Write the detector of ``src`` (a ``mobilenext detect train`` checkpoint or one of the authors') to ``dst``
+    (.pth): in the authors' layout (``official``: ``{"model": ...}``, as their code saves it) or as ours
+    (``timm``: a checkpoint every ``mobilenext detect`` command reads). Returns the detector's name."""
+    from .._io import atomic_path, check_output_file
+    from ..engine.checkpoint import save_checkpoint
+    from ..models.checkpoint import restore_model
+
+    if layout not in ("timm", "official"):
+        raise CheckpointError(f"unknown layout {layout!r}; choose 'timm' (ours) or 'official' (the authors').")
+    check_output_file(dst, overwrite, ".pth")
+    if Path(src).resolve() == Path(dst).resolve():
+        raise CheckpointError(f"{dst} is the checkpoint being converted; write the conversion to another file.")
+    model, record = restore_model(src, task="detection")
+    if layout == "official":
+        with atomic_path(dst, overwrite=overwrite) as tmp:
+            torch.save({"model": to_authors_layout(model.state_dict(), model)}, tmp)
+    else:
+        keys = ("task", "model", "classes", "size", "boxes", "args")
+        save_checkpoint({**{k: record[k] for k in keys if k in record}, "state_dict": model.state_dict()}, dst,
+                        overwrite=overwrite)  # fmt: skip
+    return record["model"]

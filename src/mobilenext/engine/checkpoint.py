@@ -33,8 +33,8 @@ FORMAT = "mobilenext-train-2"  # 2: tagged by the engine (task, identity, rounds
 _READABLE = (FORMAT, "mobilenext-train-1")
 
 
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    with atomic_path(path) as tmp:
+def save_checkpoint(state: dict[str, Any], path: str | Path, overwrite: bool = True) -> None:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         torch.save({"format": FORMAT, **state}, tmp)
 
 

@@ -468,3 +468,14 @@ def restore_model(
         net = create_model(name, **kwargs)
     record["model"] = name
     return net.to(device).eval(), record
+
+
+def checkpoint_task(path: str | Path) -> str | None:
+    """``detection`` for a detector (``mobilenext detect train``'s or the authors'), else the task the file's
+    training record names (``classification``, ``nas-search``), else ``None``."""
+    state = _read_dict(path)
+    if state is None:
+        return None
+    from ..detection.model import is_authors_detector  # here: detection builds on the models
+
+    return "detection" if is_authors_detector(state) else _training_record(state).get("task")
