@@ -172,13 +172,13 @@ AUTHORS_VOC = dict(
     dataset="voc", boxes="voc", train_sets=("2007/trainval", "2012/trainval"), test_set="2007/test", batch_size=24,
     lr=1e-3, lr_scaling="world", iterations=240_000, lr_schedule="multistep", lr_steps=(160_000, 200_000),
     lr_gamma=0.1, warmup_iterations=500, warmup_factor=1 / 3, opt="momentum", momentum=0.9, weight_decay=5e-4,
-    weight_decay_all=True, sync_bn=False, normalize="authors", score_thresh=0.01, nms_thresh=0.45,
+    weight_decay_all=True, sync_bn=False, normalize="authors", score_thresh=0.01, nms_thresh=0.45, loss="softmax",
     detections_per_img=100, size=320,
 )  # fmt: skip
 AUTHORS_COCO = dict(
     AUTHORS_VOC, dataset="coco", boxes="coco", train_sets=("train2017",), test_set="val2017", batch_size=32,
     lr=0.01, iterations=1_600_000, lr_schedule="cosine", weight_decay=4e-5, sync_bn=True, score_thresh=0.05,
-    nms_thresh=0.5,
+    nms_thresh=0.5, loss="focal",
 )  # fmt: skip
 
 

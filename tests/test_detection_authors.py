@@ -96,17 +96,34 @@ def test_their_voc_checkpoint_runs_in_every_detect_command(tmp_path, capsys):
         restore_model(path)  # predict/validate/export of classifiers refuse it in one sentence
 
 
-def test_their_coco_checkpoint_and_wrong_files_are_one_sentence(tmp_path, capsys):
+def test_their_coco_checkpoint_scores_with_sigmoids_and_wrong_files_are_one_sentence(tmp_path, capsys):
     from mobilenext.cli import main
+    from mobilenext.detection.model import FocalSSD
+    from mobilenext.models.checkpoint import restore_model
 
-    coco = create_detector("ssdlite320_mobilenext_100", num_classes=81, boxes="coco")
+    torch.manual_seed(3)
+    coco = randomise_norms(create_detector("ssdlite320_mobilenext_100", num_classes=81, boxes="coco", loss="focal"))
     torch.save({"model": to_authors_layout(coco.state_dict(), coco)}, tmp_path / "coco.pth")
+    loaded, record = restore_model(tmp_path / "coco.pth", task="detection")
+    assert isinstance(loaded, FocalSSD) and record["classes"][0] == "person" and len(record["classes"]) == 80
+    assert (loaded.score_thresh, loaded.nms_thresh) == (0.05, 0.5)
+    loaded.score_thresh = 0.005  # the heads start at a prior of 0.01: see some boxes
+    with torch.no_grad():
+        found = loaded([torch.rand(3, 320, 320)])[0]
+    assert len(found["labels"]) == 100 and found["labels"].min() >= 1 and found["labels"].max() <= 80
+    assert bool(((found["scores"] > 0.005) & (found["scores"] < 0.05)).all())  # sigmoids near the 0.01 prior
+
+    voc = create_detector("ssdlite320_mobilenext_100", num_classes=21)
+    odd = to_authors_layout(voc.state_dict(), voc)
+    odd["box_head.predictor.cls_headers.5.weight"] = torch.zeros(6 * 11, 128, 1, 1)  # 11 outputs per box
+    odd["box_head.predictor.cls_headers.5.bias"] = torch.zeros(6 * 11)
+    torch.save({"model": odd}, tmp_path / "odd.pth")
     classifier = tmp_path / "classifier.pth"
     torch.save({"features.0.0.weight": torch.zeros(32, 3, 3, 3)}, classifier)
     truncated = tmp_path / "cut.pth"
     truncated.write_bytes((tmp_path / "coco.pth").read_bytes()[:1000])
     expected = {
-        "coco.pth": "81 outputs per box and 4 boxes on the last map (their COCO detector",
+        "odd.pth": "11 outputs per box and 6 boxes on the last map, which is neither their VOC detector",
         "classifier.pth": "is a classification checkpoint",
         "cut.pth": "is truncated or corrupt",
     }
@@ -115,6 +132,33 @@ def test_their_coco_checkpoint_and_wrong_files_are_one_sentence(tmp_path, capsys
         error = capsys.readouterr().err.strip()
         assert message in error and len(error.splitlines()) == 1, error
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_focal_loss_is_theirs():
+    """Their COCO loss, computed here from its definition: sigmoid focal (alpha 0.25, gamma 2) over every box
+    and class column (class c in column c - 1, background all zeros), x5, over the matched boxes."""
+    from torchvision.models.detection.image_list import ImageList
+    from torchvision.ops import box_iou
+
+    torch.manual_seed(4)
+    model = create_detector("ssdlite_mobilenext_035", num_classes=4, size=128, boxes="coco", loss="focal").eval()
+    batch, targets = model.transform(
+        [torch.rand(3, 128, 128)], [{"boxes": torch.tensor([[10.0, 20.0, 70.0, 100.0]]), "labels": torch.tensor([2])}]
+    )
+    with torch.no_grad():
+        maps = list(model.backbone(batch.tensors).values())
+        head = model.head(maps)
+        anchors = model.anchor_generator(ImageList(batch.tensors, batch.image_sizes), maps)
+        matched = model.proposal_matcher(box_iou(targets[0]["boxes"], anchors[0]))
+        losses = model.compute_loss(targets, head, anchors, [matched])
+    wanted = torch.zeros_like(head["cls_logits"][0])
+    wanted[matched >= 0, 2 - 1] = 1.0
+    p = head["cls_logits"][0].sigmoid()
+    p_t = p * wanted + (1 - p) * (1 - wanted)
+    alpha_t = 0.25 * wanted + 0.75 * (1 - wanted)
+    focal = (-alpha_t * (1 - p_t) ** 2 * torch.log(p_t)).sum()
+    assert int((matched >= 0).sum()) > 0
+    torch.testing.assert_close(losses["classification"], 5 * focal / (matched >= 0).sum(), rtol=1e-4, atol=1e-5)
 
 
 # ---- a reference built here from the authors' documented layer order (their code is not imported) ----------

@@ -41,7 +41,7 @@ from ..engine.runner import Runner, Step, Task, run_task
 from ..errors import ConfigError
 from .data import COCODetection, VOCDetection, collate_detection, detection_transforms
 from .metrics import DetectionEvaluator
-from .model import NORMALIZATIONS, create_detector, inference_settings
+from .model import LOSSES, NORMALIZATIONS, create_detector, inference_settings
 
 __all__ = [
     "DetectionConfig",
@@ -76,6 +76,10 @@ class DetectionConfig(DataParallelSettings):
         "sizes, 4 boxes on the last map)",
         choices=("voc", "coco"),
     )
+    loss: str = setting(
+        "softmax", "softmax (cross-entropy with 3:1 hard-negative mining: the authors' VOC loss) or focal (their "
+        "COCO loss: sigmoid focal, per-class sigmoid scores)", choices=LOSSES,
+    )  # fmt: skip
     data: str | None = setting(None, "VOC root (holding VOCdevkit/) or COCO root (annotations/instances_*.json)")
     dataset: str = setting("auto", "dataset format", choices=("auto", "voc", "coco"))
     train_sets: tuple[str, ...] = setting(
@@ -354,6 +358,7 @@ class DetectionTask(Task):
             len(self.data.classes) + 1,
             size=cfg.size,
             boxes=cfg.boxes,
+            loss=cfg.loss,
             backbone_checkpoint=cfg.backbone_checkpoint,
             **inference_settings(cfg.to_dict()),
         )
@@ -378,7 +383,13 @@ class DetectionTask(Task):
 
     def identity(self) -> dict[str, Any]:
         cfg = self.cfg
-        return {"model": cfg.model, "classes": list(self.data.classes), "size": cfg.size, "boxes": cfg.boxes}
+        return {
+            "model": cfg.model,
+            "classes": list(self.data.classes),
+            "size": cfg.size,
+            "boxes": cfg.boxes,
+            "loss": cfg.loss,
+        }
 
     def finished(self, rounds: int) -> bool:
         return self.iteration >= self.iterations
@@ -459,7 +470,8 @@ class DetectionTask(Task):
 
     def state(self) -> dict[str, Any]:
         cfg = self.cfg
-        return {"classes": list(self.data.classes), "size": cfg.size, "boxes": cfg.boxes, "iteration": self.iteration}
+        return {"classes": list(self.data.classes), "size": cfg.size, "boxes": cfg.boxes, "loss": cfg.loss,
+                "iteration": self.iteration}  # fmt: skip
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.iteration = state["iteration"]

@@ -35,6 +35,8 @@ import torch
 from torch import nn
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD
+from torchvision.ops import boxes as box_ops
+from torchvision.ops import sigmoid_focal_loss
 
 from ..errors import CheckpointError, ConfigError, UnknownModelError
 from ..models.factory import get_model
@@ -44,6 +46,7 @@ from ..models.official import official_module_names
 __all__ = [
     "AUTHORS_BOXES",
     "DETECTORS",
+    "FocalSSD",
     "MobileNeXtSSDFeatures",
     "MobileNetV2SSDFeatures",
     "SSDDefaultBoxes",
@@ -78,6 +81,9 @@ AUTHORS_SIZE = 320
 # Extra layers after the two backbone taps: output widths and the hidden width's ratio to the input width.
 MOBILENEXT_EXTRAS = ((512, 0.2), (256, 0.25), (256, 0.5), (128, 0.5))
 MOBILENETV2_EXTRAS = ((512, 0.2), (256, 0.5), (256, 0.5), (64, 0.5))
+# softmax: torchvision's SSD loss (cross-entropy with 3:1 hard-negative mining), the authors' VOC loss;
+# focal: the authors' COCO loss and scoring (:class:`FocalSSD`).
+LOSSES = ("softmax", "focal")
 
 
 class SSDDefaultBoxes(DefaultBoxGenerator):
@@ -277,7 +283,9 @@ class SSDLitePredictor(nn.Module):
     last, which has a single 1x1 conv. Outputs torchvision ``SSD``'s head format: ``cls_logits`` (N, boxes,
     classes) and ``bbox_regression`` (N, boxes, 4), boxes ordered by map, row, column, box."""
 
-    def __init__(self, in_channels: Sequence[int], boxes_per_location: Sequence[int], num_classes: int) -> None:
+    def __init__(
+        self, in_channels: Sequence[int], boxes_per_location: Sequence[int], num_classes: int, focal: bool = False
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         last = len(in_channels) - 1
@@ -292,6 +300,11 @@ class SSDLitePredictor(nn.Module):
             if isinstance(layer, nn.Conv2d):
                 nn.init.xavier_uniform_(layer.weight)
                 nn.init.zeros_(layer.bias)
+        if focal:  # as theirs for the focal loss: every class-head conv starts small, at a prior of 0.01
+            for layer in self.cls_headers.modules():
+                if isinstance(layer, nn.Conv2d):
+                    nn.init.normal_(layer.weight, std=0.01)
+                    nn.init.constant_(layer.bias, -math.log(99))
 
     @staticmethod
     def _flatten(outputs: list[torch.Tensor], per_box: int) -> torch.Tensor:
@@ -304,12 +317,49 @@ class SSDLitePredictor(nn.Module):
         }
 
 
+class FocalSSD(SSD):
+    """SSD scored as the authors' COCO detector: per-class sigmoids instead of a softmax with a background column.
+
+    Training: their sigmoid focal loss (alpha 0.25, gamma 2) over every default box, no hard-negative mining,
+    times 5 and divided by the number of matched boxes; box regression as torchvision's SSD. Column ``c - 1``
+    scores class ``c``; background is all columns at 0. Their heads have one column more than classes (81 for
+    COCO's 80), never trained: it is not scored here. Inference: sigmoid scores, per-class threshold and NMS.
+    """
+
+    FOCAL_ALPHA, FOCAL_GAMMA, CLASS_WEIGHT = 0.25, 2.0, 5.0
+
+    def compute_loss(self, targets, head_outputs, anchors, matched_idxs) -> dict[str, torch.Tensor]:
+        losses = super().compute_loss(targets, head_outputs, anchors, matched_idxs)  # for its box regression
+        logits = head_outputs["cls_logits"]
+        wanted = torch.zeros_like(logits)
+        for image, (target, matched) in enumerate(zip(targets, matched_idxs)):
+            foreground = torch.where(matched >= 0)[0]
+            wanted[image, foreground, target["labels"][matched[foreground]] - 1] = 1.0
+        focal = sigmoid_focal_loss(logits, wanted, self.FOCAL_ALPHA, self.FOCAL_GAMMA, reduction="sum")
+        matched_boxes = max(1, sum(int((m >= 0).sum()) for m in matched_idxs))
+        return {**losses, "classification": self.CLASS_WEIGHT * focal / matched_boxes}
+
+    def postprocess_detections(self, head_outputs, image_anchors, image_shapes) -> list[dict[str, torch.Tensor]]:
+        scores_per_image = head_outputs["cls_logits"][..., :-1].sigmoid()  # the last column was never trained
+        detections = []
+        for regression, scores, anchors, shape in zip(
+            head_outputs["bbox_regression"], scores_per_image, image_anchors, image_shapes
+        ):
+            boxes = box_ops.clip_boxes_to_image(self.box_coder.decode_single(regression, anchors), shape)
+            box, column = torch.where(scores > self.score_thresh)  # every (box, class) pair above the threshold
+            candidates, candidate_scores = boxes[box], scores[box, column]
+            keep = box_ops.batched_nms(candidates, candidate_scores, column, self.nms_thresh)[: self.detections_per_img]
+            detections.append({"boxes": candidates[keep], "scores": candidate_scores[keep], "labels": column[keep] + 1})
+        return detections
+
+
 def ssdlite(
     backbone: str = "mobilenext_100",
     num_classes: int = 21,
     size: int = AUTHORS_SIZE,
     backbone_checkpoint: str | None = None,
     boxes: str = "voc",
+    loss: str = "softmax",
     **ssd_kwargs: Any,
 ) -> SSD:
     """SSDLite on ``backbone`` (a MobileNeXt or timm MobileNetV2 name) for ``num_classes`` including background.
@@ -338,7 +388,10 @@ def ssdlite(
         image_size=AUTHORS_SIZE,
         steps=spec["steps"] if size == AUTHORS_SIZE else None,
     )
-    head = SSDLitePredictor(features.out_channels, generator.num_anchors_per_location(), num_classes)
+    if loss not in LOSSES:
+        raise ConfigError(f"loss {loss!r}: choose one of {', '.join(LOSSES)}.")
+    focal = loss == "focal"
+    head = SSDLitePredictor(features.out_channels, generator.num_anchors_per_location(), num_classes, focal=focal)
     settings = {
         "score_thresh": 0.001,
         "nms_thresh": 0.55,
@@ -348,8 +401,8 @@ def ssdlite(
         "image_std": list(body.pretrained_cfg["std"]),
         **ssd_kwargs,
     }
-    model = SSD(features, generator, (size, size), num_classes, head=head, **settings)
-    model.backbone_name, model.boxes = backbone, boxes
+    model = (FocalSSD if focal else SSD)(features, generator, (size, size), num_classes, head=head, **settings)
+    model.backbone_name, model.boxes, model.loss = backbone, boxes, loss
     return model
 
 
@@ -427,6 +480,7 @@ def create_detector(name: str, num_classes: int = 21, **kwargs: Any) -> SSD:
 AUTHORS_MEAN = (123 / 255, 117 / 255, 104 / 255)
 AUTHORS_STD = (0.229, 0.224, 0.225)
 AUTHORS_VOC_TEST = {"normalize": "authors", "score_thresh": 0.01, "nms_thresh": 0.45, "detections_per_img": 100}
+AUTHORS_COCO_TEST = {**AUTHORS_VOC_TEST, "score_thresh": 0.05, "nms_thresh": 0.5}
 NORMALIZATIONS = ("authors", "imagenet")
 # What a run's checkpoint means for inference when it does not name these (runs written before they existed).
 _EARLIER_RUNS = {"normalize": "imagenet", "score_thresh": 0.001, "nms_thresh": 0.55, "detections_per_img": 300}
@@ -462,9 +516,10 @@ def is_authors_detector(checkpoint: dict[str, Any]) -> bool:
 
 
 def load_authors_detector(weights: dict[str, torch.Tensor], source: str) -> tuple[SSD, dict[str, Any]]:
-    """Our detector holding an authors' checkpoint's ``model`` dict (VOC), with their inference settings, and a
-    record like the one ``mobilenext detect train`` saves (VOC's class names, 320 px)."""
-    from .data import VOC_CLASSES
+    """Our detector holding an authors' checkpoint's ``model`` dict, with their inference settings, and a record
+    like the one ``mobilenext detect train`` saves: VOC (21 outputs, softmax) or COCO (81 outputs, 4 boxes on
+    the last map, sigmoid focal scores), their class names, 320 px."""
+    from .data import COCO_CLASSES, VOC_CLASSES
 
     weights = {k.removeprefix("module."): v for k, v in weights.items()}
     name = next((detector for key, detector in _AUTHORS_BACKBONES.items() if key in weights), None)
@@ -475,21 +530,25 @@ def load_authors_detector(weights: dict[str, torch.Tensor], source: str) -> tupl
         )
     boxes_last = weights["box_head.predictor.reg_headers.5.weight"].shape[0] // 4
     outputs = weights["box_head.predictor.cls_headers.5.weight"].shape[0] // boxes_last
-    if boxes_last != 6 or outputs != len(VOC_CLASSES) + 1:
+    configs = {  # (outputs, boxes on the last map) -> boxes, loss, classes, test settings, data
+        (21, 6): ("voc", "softmax", VOC_CLASSES, AUTHORS_VOC_TEST, {"dataset": "voc", "test_set": "2007/test"}),
+        (81, 4): ("coco", "focal", COCO_CLASSES, AUTHORS_COCO_TEST, {"dataset": "coco", "test_set": "val2017"}),
+    }
+    if (outputs, boxes_last) not in configs:
         raise CheckpointError(
-            f"{source} is the authors' {name} with {outputs} outputs per box and {boxes_last} boxes on the last map "
-            "(their COCO detector, scored with sigmoid focal-loss logits), which mobilenext cannot run yet; their "
-            "VOC detectors (21 outputs, 6 boxes) load."
+            f"{source} is the authors' {name} with {outputs} outputs per box and {boxes_last} boxes on the last map, "
+            "which is neither their VOC detector (21, 6) nor their COCO one (81, 4)."
         )
-    model = create_detector(name, outputs, **inference_settings(AUTHORS_VOC_TEST))
+    boxes, loss, classes, test, data = configs[outputs, boxes_last]
+    model = create_detector(name, outputs, boxes=boxes, loss=loss, **inference_settings(test))
     state_dict = from_authors_layout(weights, model)
     mismatched = sorted(set(state_dict) ^ set(model.state_dict()))
     if mismatched or any(v.shape != model.state_dict()[k].shape for k, v in state_dict.items()):
         raise CheckpointError(f"{source} is in the authors' SSDLite layout but does not fit {name} (e.g. "
                               f"{(mismatched or ['a tensor shape'])[0]}).")  # fmt: skip
     model.load_state_dict(state_dict)
-    record = {"task": "detection", "model": name, "classes": list(VOC_CLASSES), "size": AUTHORS_SIZE, "boxes": "voc",
-              "authors": True, "args": {"data": None, "dataset": "voc", "test_set": "2007/test"}}  # fmt: skip
+    record = {"task": "detection", "model": name, "classes": list(classes), "size": AUTHORS_SIZE, "boxes": boxes,
+              "loss": loss, "authors": True, "args": {"data": None, **data, **test}}  # fmt: skip
     return model, record
 
 

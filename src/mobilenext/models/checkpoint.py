@@ -455,7 +455,14 @@ def restore_model(
         from ..detection.model import create_detector, inference_settings
 
         classes, settings = len(state["classes"]) + 1, inference_settings(state.get("args") or {})
-        net = create_detector(state["model"], classes, size=state["size"], boxes=state.get("boxes", "voc"), **settings)
+        net = create_detector(
+            state["model"],
+            classes,
+            size=state["size"],
+            boxes=state.get("boxes", "voc"),
+            loss=state.get("loss", "softmax"),
+            **settings,
+        )
         net.load_state_dict(state["state_dict"])
         return net.to(device).eval(), state
     name = model or record.get("model") or (_recognise_model(checkpoint) if checkpoint else None)
