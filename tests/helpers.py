@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +80,10 @@ def make_cifar10(root: Path, per_batch: int = 20, num_classes: int = 10, drop=()
             (folder / name).write_bytes(pickle.dumps({b"data": data, b"labels": [int(v) for v in labels]}))
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [f"class{i}" for i in range(10)]}))
     return folder
+
+
+def torchrun(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=2 ARGS`` (gloo on CPU), one thread per process, output captured."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)

@@ -5,11 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
 import shutil
-import subprocess
-import sys
 
 import onnxruntime
 import pytest
@@ -19,6 +16,7 @@ from torch import nn
 from torchvision.models.detection.image_list import ImageList
 
 import mobilenext
+from helpers import torchrun
 from mobilenext.cli import main
 from mobilenext.detection.data import VOCDetection
 from mobilenext.detection.engine import DetectionConfig, lr_factor, open_detection_data
@@ -435,13 +433,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
     """``torchrun`` runs the same command as DDP (gloo on CPU): ranks split each epoch, rank 0 alone logs."""
     root = write_shapes_voc(tmp_path / "data", train_images=16, test_images=4)
     run = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
+    proc = torchrun(
         "-m",
         "mobilenext",
         "detect",
@@ -463,8 +455,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
         "100",
         "--output",
         str(run),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("iteration 3/3") == 1 and "batch 4 x 2" in proc.stdout
     state = torch.load(run / "last.pth", weights_only=True)

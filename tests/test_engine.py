@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import copy
-import os
 import re
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -14,7 +11,7 @@ import torch
 from timm.layers import BatchNormAct2d
 from torch import nn
 
-from helpers import randomise_norms
+from helpers import randomise_norms, torchrun
 from mobilenext.detection.export import DetectorGraph
 from mobilenext.detection.model import create_detector
 from mobilenext.detection.shapes import write_shapes_voc
@@ -112,18 +109,12 @@ def test_a_nan_loss_on_one_rank_stops_every_rank(tmp_path):
     script = tmp_path / "nan_on_rank_1.py"
     script.write_text(_NAN_ON_RANK_1)
     voc = write_shapes_voc(tmp_path / "voc", train_images=8, test_images=2, classes=["square"])
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
+    proc = torchrun(
         str(script),
         str(tmp_path),
         str(voc),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+        timeout=240,
+    )
     printed = proc.stdout + proc.stderr
     assert proc.returncode == 0, printed
     for task in ("classification", "detection"):

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from conftest import DIGITS_EPOCHS, QUICK  # QUICK: a small recipe on the digits; digits_run: the digits recipe
-from helpers import make_image_folder
+from helpers import make_image_folder, torchrun
 from mobilenext.engine import TrainConfig, TrainingDiverged, parse_train_args, train, validate
 from mobilenext.engine.checkpoint import load_training_checkpoint
 from mobilenext.engine.records import AUTHORS_COLUMNS
@@ -219,13 +219,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
 
 def test_two_process_ddp_on_cpu(tmp_path):
     run = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
+    proc = torchrun(
         "-m",
         "mobilenext",
         "train",
@@ -236,8 +230,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
         "1",
         "--output",
         str(run),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("epoch   0/1") == 1  # rank 0 alone logs
     assert "16 x 2 process(es)" in proc.stdout

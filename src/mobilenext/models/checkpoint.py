@@ -245,10 +245,10 @@ def convert_checkpoint(
 
     if layout not in ("timm", "official"):
         raise CheckpointError(f"unknown layout {layout!r}; choose 'timm' (ours) or 'official' (the authors').")
+    state_dict = read_state_dict(src, use_ema=use_ema)  # first: a missing or damaged source is the one thing to say
     check_output_file(dst, overwrite, ".safetensors")
     if Path(src).resolve() == Path(dst).resolve():
         raise CheckpointError(f"{dst} is the checkpoint being converted; write the conversion to another file.")
-    state_dict = read_state_dict(src, use_ema=use_ema)
     if model_name is None:
         matches = matching_models(state_dict)
         if not matches:
