@@ -3,6 +3,8 @@ their parameter counts, and their layout converted both ways without a bit chang
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -242,6 +244,8 @@ def _authors_priors() -> torch.Tensor:
 
 
 def test_their_checkpoint_equals_a_reference_built_from_their_layer_order(tmp_path):
+    from torchvision.ops import batched_nms
+
     from mobilenext.detection.export import DetectorGraph
     from mobilenext.detection.model import AUTHORS_MEAN, AUTHORS_STD
     from mobilenext.models.checkpoint import restore_model
@@ -266,7 +270,20 @@ def test_their_checkpoint_equals_a_reference_built_from_their_layer_order(tmp_pa
     size = priors[:, 2:] * torch.exp(reg[..., 2:] * 0.2)
     expected = torch.cat([centre - size / 2, centre + size / 2], -1) * 320
     torch.testing.assert_close(boxes, expected, rtol=1e-4, atol=1e-3)
-    torch.testing.assert_close(scores, cls.softmax(-1), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(scores, cls.softmax(-1)[..., 1:], rtol=1e-4, atol=1e-5)
+
+    # their PostProcessor: every (box, class) pair above 0.01, per-class NMS at 0.45, the 100 best, boxes not
+    # clipped to the image (torchvision's SSD would clip them and keep 400 candidates per class)
+    with torch.no_grad():
+        found = ours(list(images))
+    for image, detections in enumerate(found):
+        pair_scores = cls[image].softmax(-1)[:, 1:]
+        box, column = torch.where(pair_scores > 0.01)
+        keep = batched_nms(expected[image][box], pair_scores[box, column], column, 0.45)[:100]
+        assert ((expected[image][box][keep] < 0) | (expected[image][box][keep] > 320)).any()  # some leave the image
+        torch.testing.assert_close(detections["boxes"], expected[image][box][keep], rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(detections["scores"], pair_scores[box, column][keep], rtol=1e-4, atol=1e-5)
+        assert torch.equal(detections["labels"], column[keep] + 1)
 
 
 def test_convert_moves_a_detector_between_our_layout_and_theirs_bit_exactly(tmp_path, capsys):
@@ -287,3 +304,48 @@ def test_convert_moves_a_detector_between_our_layout_and_theirs_bit_exactly(tmp_
     assert list(back) == list(original) and all(torch.equal(back[k], original[k]) for k in original)
     assert main(["convert", str(ours), str(tmp_path / "theirs.pth"), "--to", "official"]) == 2  # exists
     assert "theirs.pth exists; pass --overwrite" in capsys.readouterr().err
+
+
+def test_detect_models_lists_the_authors_detectors_with_their_parameter_counts(capsys):
+    import csv
+    import io
+
+    from mobilenext.cli import main
+
+    assert main(["detect", "models", "--format", "csv"]) == 0
+    rows = {(r["detector"], r["config"]): r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert len(rows) == 4
+    for (name, classes, boxes), (reference, _) in AUTHORS_DETECTORS.items():
+        row = rows[name, boxes]
+        from_file = sum(math.prod(shape) for key, shape in _reference_shapes(reference).items() if _is_parameter(key))
+        assert int(row["params"]) == int(row["authors_params"]) == from_file and int(row["outputs"]) == classes
+    # their README: "4.5M params, 0.8B MAdds" for both COCO detectors (loosely rounded: their MobileNetV2 config
+    # builds 4.30M, as ours, whose VOC twin matches their reference file exactly)
+    for name in ("ssdlite320_mobilenext_100", "ssdlite320_mobilenetv2_100"):
+        row = rows[name, "coco"]
+        assert 4.25e6 <= int(row["params"]) <= 4.55e6 and 700 <= float(row["madds_m"]) <= 850
+    assert float(rows["ssdlite320_mobilenext_100", "voc"]["madds_m"]) > float(
+        rows["ssdlite320_mobilenetv2_100", "voc"]["madds_m"]
+    )
+
+
+def _is_parameter(key: str) -> bool:
+    return not key.endswith(("running_mean", "running_var", "num_batches_tracked"))
+
+
+def test_their_voc_checkpoint_on_coco_data_is_one_sentence(tmp_path, capsys):
+    import shutil
+
+    from mobilenext.cli import main
+    from test_detection_data import write_coco
+
+    voc = create_detector("ssdlite320_mobilenetv2_100")
+    torch.save({"model": to_authors_layout(voc.state_dict(), voc)}, tmp_path / "voc.pth")
+    images, annotations = write_coco(tmp_path)
+    (tmp_path / "coco" / "annotations").mkdir(parents=True)
+    shutil.move(images, tmp_path / "coco" / "val2017")
+    shutil.move(annotations, tmp_path / "coco" / "annotations" / "instances_val2017.json")
+    assert main(["detect", "eval", str(tmp_path / "voc.pth"), "--data", str(tmp_path / "coco")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "voc.pth detects 20 classes (aeroplane, bicycle, bird, ...) but the COCO data" in error, error
+    assert "has 2 (person, cat)" in error and len(error.splitlines()) == 1

@@ -13,14 +13,10 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from mobilenext.data.datasets import TolerantDataset, UnreadableImage
-from mobilenext.detection.data import (
-    VOC_CLASSES,
-    COCODetection,
-    VOCDetection,
-    collate_detection,
-    detection_transforms,
-)
+from mobilenext.detection import transforms as authors_transforms
+from mobilenext.detection.data import VOC_CLASSES, COCODetection, VOCDetection, collate_detection
 from mobilenext.detection.shapes import SHAPES_CLASSES, write_shapes_voc
+from mobilenext.detection.transforms import AuthorsPhotometricDistort, detection_transforms, hsv_to_rgb, rgb_to_hsv
 from mobilenext.errors import ConfigError
 
 TRAIN = (("2007", "trainval"),)
@@ -160,6 +156,10 @@ def test_voc_converts_clips_and_drops_boxes_and_reports_them(tmp_path):
     assert target["boxes"].tolist() == [[0, 0, 10, 10], [4, 4, 20, 20], [29, 29, width, 40]]
     assert target["labels"].tolist() == [1, 2, 3] and target["difficult"].tolist() == [False, True, False]
 
+    authors = VOCDetection(root, TRAIN, classes=SHAPES_CLASSES, keep_difficult=True, authors_coordinates=True)
+    _, target = authors[0]  # their VOCDataset: every coordinate minus 1
+    assert target["boxes"].tolist() == [[0, 0, 9, 9], [4, 4, 19, 19], [29, 29, width, 39]]  # clipped at width
+
 
 def test_voc_skips_missing_and_malformed_annotations_and_keeps_empty_images(tmp_path):
     write_shapes_voc(tmp_path, train_images=4, test_images=0, seed=4)
@@ -243,6 +243,13 @@ def test_coco_maps_categories_converts_boxes_and_handles_crowd(tmp_path):
     assert target["boxes"].tolist() == [[2, 3, 12, 8], [0, 0, 20.5, 20]]
     assert target["labels"].tolist() == [1, 2] and target["difficult"].tolist() == [False, True]
 
+    data = json.loads(Path(annotations).read_text())
+    data["images"].append({"id": 9, "file_name": "a.jpg", "width": 40, "height": 30})  # no annotation names it
+    Path(annotations).write_text(json.dumps(data))
+    assert len(COCODetection(images, annotations)) == 3
+    authors = COCODetection(images, annotations, drop_unannotated=True)  # their training set
+    assert authors.coco_image_ids == [42, 7] and "1 images without annotations left out" in authors.summary()
+
 
 def test_coco_reports_bad_annotations_and_rejects_bad_files(tmp_path):
     images, annotations = write_coco(tmp_path)
@@ -267,15 +274,17 @@ def test_coco_reports_bad_annotations_and_rejects_bad_files(tmp_path):
         COCODetection(images, tmp_path / "broken.json")
 
 
-def test_training_transforms_keep_boxes_inside_the_resized_image(shapes):
+@pytest.mark.parametrize("pipeline", ["authors", "torchvision"])
+def test_training_transforms_keep_boxes_inside_the_resized_image(shapes, pipeline):
     torch.manual_seed(0)
-    ds = VOCDetection(shapes, TRAIN, classes=SHAPES_CLASSES, transforms=detection_transforms(True, size=64))
-    kept = 0
+    transforms = detection_transforms(True, size=64, pipeline=pipeline)
+    ds = VOCDetection(shapes, TRAIN, classes=SHAPES_CLASSES, transforms=transforms)
+    kept, unclipped = 0, False
     for _ in range(3):
         for index in range(len(ds)):
             image, target = ds[index]
             assert image.shape == (3, 64, 64) and image.dtype == torch.float32
-            assert image.min() >= 0 and image.max() <= 1
+            unclipped |= bool(image.min() < 0 or image.max() > 1)
             boxes = target["boxes"]
             assert boxes.canvas_size == (64, 64)
             assert (boxes >= 0).all() and (boxes <= 64).all()
@@ -283,16 +292,18 @@ def test_training_transforms_keep_boxes_inside_the_resized_image(shapes):
             assert len(target["labels"]) == len(target["difficult"]) == len(boxes)
             kept += len(boxes)
     assert kept > 0
+    assert unclipped == (pipeline == "authors")  # their float pipeline never clips; torchvision's uint8 one does
 
 
-def test_training_transforms_pass_images_without_objects(tmp_path):
+@pytest.mark.parametrize("pipeline", ["authors", "torchvision"])
+def test_training_transforms_pass_images_without_objects(tmp_path, pipeline):
     image = tv_tensors.Image(torch.randint(0, 256, (3, 50, 70), dtype=torch.uint8))
     target = {
         "boxes": tv_tensors.BoundingBoxes(torch.zeros(0, 4), format="XYXY", canvas_size=(50, 70)),
         "labels": torch.zeros(0, dtype=torch.int64),
         "difficult": torch.zeros(0, dtype=torch.bool),
     }
-    transforms = detection_transforms(True, size=32)
+    transforms = detection_transforms(True, size=32, pipeline=pipeline)
     for seed in range(10):
         torch.manual_seed(seed)
         out, out_target = transforms(image, target)
@@ -301,7 +312,7 @@ def test_training_transforms_pass_images_without_objects(tmp_path):
 
 
 def test_sanitize_filters_difficult_with_labels_and_evaluation_keeps_size():
-    sanitize = detection_transforms(True).transforms[-2]
+    sanitize = detection_transforms(True, pipeline="torchvision").transforms[-2]
     image = tv_tensors.Image(torch.zeros(3, 20, 20, dtype=torch.uint8))
     target = {
         "boxes": tv_tensors.BoundingBoxes([[0, 0, 0, 0], [2, 2, 9, 9]], format="XYXY", canvas_size=(20, 20)),
@@ -314,3 +325,46 @@ def test_sanitize_filters_difficult_with_labels_and_evaluation_keeps_size():
     out_image, out_target = detection_transforms(False)(image, target)
     assert out_image.shape == (3, 20, 20) and out_image.dtype == torch.float32
     assert out_target["boxes"].tolist() == target["boxes"].tolist()
+
+
+def test_authors_colour_conversion_is_opencvs_float_hsv():
+    """Their saturation and hue steps go through OpenCV's float HSV (H in degrees, S = chroma / max, V = max),
+    unclipped, so a saturation above 1 drives the smallest channel negative; colorsys defines the same."""
+    import colorsys
+
+    torch.manual_seed(0)
+    rgb = torch.rand(3, 4, 6) * 255
+    rgb[:, 0, 0], rgb[:, 0, 1] = 0, 100  # black and grey: hue and saturation 0
+    hsv = rgb_to_hsv(rgb)
+    hsv[1] *= 1.4
+    back = hsv_to_rgb(hsv)
+    for pixel, changed in zip(rgb.reshape(3, -1).T, back.reshape(3, -1).T):
+        h, s, v = colorsys.rgb_to_hsv(*(pixel / 255).tolist())
+        expected = colorsys.hsv_to_rgb(h, s * 1.4, v)
+        torch.testing.assert_close(changed / 255, torch.tensor(expected, dtype=torch.float32), atol=1e-5, rtol=0)
+    assert back.min() < 0
+    torch.testing.assert_close(hsv_to_rgb(rgb_to_hsv(rgb)), rgb, atol=1e-3, rtol=0)
+
+
+def test_authors_brightness_and_contrast_are_added_and_scaled_without_clipping(monkeypatch):
+    image = tv_tensors.Image(torch.full((3, 2, 2), 250, dtype=torch.uint8))
+    coins = iter([True, True, False, False, False, False])  # brightness, contrast first but skipped, rest off
+    monkeypatch.setattr(authors_transforms, "_coin", lambda: next(coins))
+    monkeypatch.setattr(authors_transforms, "_uniform", lambda low, high: high)
+    out, _ = AuthorsPhotometricDistort()(image, {})
+    assert isinstance(out, tv_tensors.Image) and out.dtype == torch.float32
+    torch.testing.assert_close(out.as_subclass(torch.Tensor), torch.full((3, 2, 2), 282.0))  # 250 + 32
+    coins = iter([False, True, True, False, False, False])  # contrast x 1.5 only
+    out, _ = AuthorsPhotometricDistort()(image, {})
+    torch.testing.assert_close(out.as_subclass(torch.Tensor), torch.full((3, 2, 2), 375.0))
+
+
+def test_authors_pipeline_settings():
+    steps = detection_transforms(True, pipeline="authors").transforms
+    crop = next(t for t in steps if isinstance(t, authors_transforms._IoUCropIfBoxes))
+    assert crop.options == [0.0, 0.1, 0.3, 0.7, 0.9, 1.0] and crop.trials == 50  # no 0.5 mode
+    assert next(t for t in steps if hasattr(t, "antialias")).antialias is False
+    torchvision_crop = next(
+        t for t in detection_transforms(True, pipeline="torchvision").transforms if hasattr(t, "options")
+    )
+    assert 0.5 in torchvision_crop.options

@@ -9,6 +9,7 @@ import sys
 from .._io import add_overwrite_flag, check_output_file
 from ..checks import COUNT, NONNEG_INT, Number, device
 from ..errors import MobileNeXtError
+from ..tables import TABLE_FORMATS
 
 __all__ = ["add_arguments", "run"]
 
@@ -51,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--device", type=device)
     q.set_defaults(detect_func=_predict)
 
+    q = detect.add_parser(
+        "models",
+        help="the authors' four SSDLite-320 detectors: params and MAdds beside their code's and README's",
+    )
+    q.add_argument("--format", choices=TABLE_FORMATS, default="table")
+    q.set_defaults(detect_func=_models)
+
     q = detect.add_parser("export", help="the detector to ONNX (network + box decoding; NMS left to the runtime)")
     q.add_argument("checkpoint")
     q.add_argument("-o", "--output", help="default: <model>.onnx")
@@ -86,16 +94,19 @@ def _eval(args: argparse.Namespace) -> int:
     trained_on = record["args"]
     data = open_detection_data(
         args.data or trained_on["data"],
-        args.dataset or trained_on["dataset"],
+        args.dataset or ("auto" if args.data else trained_on["dataset"]),  # other data: its own format
         None,
         args.test_set or trained_on["test_set"],
         record["size"],
         classes=record["classes"],
+        pipeline=trained_on.get("pipeline", "torchvision"),  # runs before the authors' pipeline had torchvision's
     )
     if tuple(data.classes) != tuple(record["classes"]):
+        theirs, ours = record["classes"], data.classes
         raise MobileNeXtError(
-            f"the checkpoint's classes ({', '.join(record['classes'][:5])}, ...) are not "
-            f"the dataset's ({', '.join(data.classes[:5])}, ...)."
+            f"{args.checkpoint} detects {len(theirs)} classes ({', '.join(theirs[:3])}, ...) but the "
+            f"{data.kind.upper()} data at {args.data or trained_on['data']} has {len(ours)} ({', '.join(ours[:3])}"
+            f"{', ...' if len(ours) > 3 else ''}); evaluate it on the dataset it was trained for."
         )
     loader = detection_loader(data.test, args.batch_size, args.workers, False, dist, 0)
     metrics = evaluate_detector(model, loader, data.classes, data.kind, dist.device)
@@ -141,6 +152,21 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    from ..tables import format_table
+    from .summary import summarize_detectors
+
+    print(format_table(summarize_detectors(), args.format), end="", file=args.out)
+    if args.format == "table":
+        print(
+            "params: ours; authors_params: their code's (the state dicts it builds); madds_m: convolutions of one "
+            "320x320 image, box decoding and NMS excluded. authors_readme: houqb/ssdlite-pytorch-mobilenext's "
+            "README (COCO params and MAdds from an earlier revision of it); the paper reports VOC only.",
+            file=args.out,
+        )
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from .export import export_detector_onnx
 
@@ -149,9 +175,10 @@ def _export(args: argparse.Namespace) -> int:
     diff = export_detector_onnx(model, output, record["size"], overwrite=args.overwrite)
     print(
         f"wrote {output} (input Nx3x{record['size']}x{record['size']} in [0, 1]; outputs boxes [N, A, 4] in "
-        f"input pixels and scores [N, A, {len(record['classes']) + 1}], background first); onnxruntime vs "
-        f"PyTorch max |diff| {diff:.3g}. Score threshold and per-class NMS are the runtime's: see "
-        "mobilenext.detection.export.postprocess.",
+        f"input pixels and scores [N, A, {len(record['classes'])}], column k for class k + 1); onnxruntime vs "
+        f"PyTorch max |diff| {diff:.3g}. Score threshold and per-class NMS are the runtime's (this detector's: "
+        f"score > {model.score_thresh:g}, NMS IoU {model.nms_thresh:g}, {model.detections_per_img} per image): "
+        "see mobilenext.detection.export.postprocess.",
         file=args.out,
     )
     return 0

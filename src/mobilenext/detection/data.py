@@ -1,4 +1,5 @@
-"""Pascal VOC and COCO detection datasets, the SSD augmentation, and a collate function for detection batches.
+"""Pascal VOC and COCO detection datasets and a collate function for detection batches (the SSD augmentation
+is in :mod:`.transforms`).
 
 Every annotation is parsed when the dataset is built, so a broken file is found (and reported in
 ``dataset.problems``) before training starts instead of crashing an epoch hours in. What can be repaired
@@ -10,9 +11,12 @@ Box convention: targets hold 0-based ``XYXY`` float boxes in continuous pixel co
 torchvision detection convention, where a box over the whole ``W x H`` image is ``(0, 0, W, H)``. VOC
 stores 1-based inclusive pixel indices, so pixel ``i`` (1-based) covers ``[i - 1, i)`` and a VOC box
 becomes ``(xmin - 1, ymin - 1, xmax, ymax)``. COCO's ``[x, y, w, h]`` is already continuous and 0-based:
-it becomes ``(x, y, x + w, y + h)``. Labels are ``1..K`` for the ``K`` classes; 0 is the background.
+it becomes ``(x, y, x + w, y + h)``. The authors' VOCDataset subtracts 1 from every coordinate instead
+(``authors_coordinates=True``, their recipes): a box one pixel narrower and shorter. Labels are ``1..K``
+for the ``K`` classes; 0 is the background.
 
-Items are ``(image, target)``: the image a float32 ``[3, H, W]`` tensor in [0, 1], the target a dict with
+Items are ``(image, target)``: the image a float32 ``[3, H, W]`` tensor (in [0, 1] unless the authors'
+augmentation pushed it out), the target a dict with
 ``boxes`` (``tv_tensors.BoundingBoxes``), ``labels`` (int64), ``difficult`` (bool; VOC "difficult" or
 COCO crowd objects, which evaluation ignores), ``image_id`` and ``orig_size`` (``[H, W]`` as decoded).
 """
@@ -32,7 +36,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision import tv_tensors
-from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as F
 
 from ..data.datasets import UnreadableImage
@@ -44,7 +47,6 @@ __all__ = [
     "VOC_CLASSES",
     "VOCDetection",
     "COCODetection",
-    "detection_transforms",
     "collate_detection",
 ]
 
@@ -89,7 +91,17 @@ class _DetectionDataset(torch.utils.data.Dataset):
         self.transforms = transforms
         self.problems: list[str] = []
         self.counts = dict.fromkeys(
-            ("images", "objects", "skipped_images", "dropped_objects", "clipped_boxes", "empty_images", "excluded"), 0
+            (
+                "images",
+                "objects",
+                "skipped_images",
+                "dropped_objects",
+                "clipped_boxes",
+                "empty_images",
+                "excluded",
+                "excluded_images",
+            ),
+            0,
         )
         self._records: list[_Record] = []
 
@@ -124,6 +136,7 @@ class _DetectionDataset(torch.utils.data.Dataset):
             f"{len(self)} images ({c['empty_images']} without objects), {c['objects']} objects; "
             f"{c['skipped_images']} images skipped, {c['dropped_objects']} objects dropped, "
             f"{c['clipped_boxes']} boxes clipped, {c['excluded']} difficult/crowd objects excluded"
+            + (f", {c['excluded_images']} images without annotations left out" if c["excluded_images"] else "")
         )
 
     def _report(self, problem: str, count: str, amount: int = 1) -> None:
@@ -168,6 +181,8 @@ class VOCDetection(_DetectionDataset):
     ``image_sets`` are ``(year, set)`` pairs such as ``("2007", "test")``. ``keep_difficult=False`` (training)
     leaves out objects marked difficult; ``True`` (evaluation) keeps them with ``target["difficult"]`` set,
     because VOC mAP ignores detections matched to them rather than counting them as false positives.
+    ``authors_coordinates``: every coordinate minus 1, as the authors' VOCDataset, instead of the continuous
+    ``(xmin - 1, ymin - 1, xmax, ymax)`` (see the module doc).
     ``target["image_id"]`` is the item index; ``image_ids[i]`` is its ``"<year>/<id>"`` name.
     """
 
@@ -178,10 +193,12 @@ class VOCDetection(_DetectionDataset):
         classes: Sequence[str] = VOC_CLASSES,
         keep_difficult: bool = False,
         transforms: Callable | None = None,
+        authors_coordinates: bool = False,
     ):
         super().__init__(transforms)
         self.classes = _check_classes(classes)
         self.keep_difficult = keep_difficult
+        self.authors_coordinates = authors_coordinates
         self.image_ids: list[str] = []
         devkit = _find_devkit(Path(root))
         self.root = devkit
@@ -227,6 +244,8 @@ class VOCDetection(_DetectionDataset):
                 f"{xml_path}: {name} has a missing or non-numeric bndbox; object dropped.", "dropped_objects"
             )
         box = np.array([xmin - 1, ymin - 1, xmax, ymax])  # 1-based inclusive -> 0-based continuous
+        if self.authors_coordinates:
+            box[2:] -= 1
         desc = f"{name} box (xmin {xmin:g}, ymin {ymin:g}, xmax {xmax:g}, ymax {ymax:g})"
         return box, self.classes.index(name) + 1, difficult, desc
 
@@ -237,6 +256,8 @@ class COCODetection(_DetectionDataset):
     Category ids become contiguous labels ``1..K`` in sorted id order: ``classes[k - 1]`` names label ``k``
     and ``label_to_category_id[k]`` maps it back for writing results. Crowd annotations are left out
     unless ``include_crowd`` (evaluation), which keeps them flagged in ``target["difficult"]``.
+    ``drop_unannotated`` leaves out images that no annotation mentions, as the authors' training set does
+    (crowd-only images stay, without objects).
     ``target["image_id"]`` is the COCO image id; ``coco_image_ids[i]`` is that of item ``i``.
     """
 
@@ -246,6 +267,7 @@ class COCODetection(_DetectionDataset):
         annotation_file: str | Path,
         transforms: Callable | None = None,
         include_crowd: bool = False,
+        drop_unannotated: bool = False,
     ):
         super().__init__(transforms)
         self.images_dir, self.annotation_file = Path(images_dir), Path(annotation_file)
@@ -263,6 +285,9 @@ class COCODetection(_DetectionDataset):
         by_image = self._group_annotations(data["annotations"])
         present = set(os.listdir(self.images_dir))  # one listing instead of 100k+ stat calls
         for entry in data["images"]:
+            if drop_unannotated and entry.get("id") not in by_image:
+                self.counts["excluded_images"] += 1
+                continue
             self._add_coco_image(entry, by_image.pop(entry.get("id"), []), present)
         for image_id, orphans in by_image.items():  # what is left refers to no listed image
             self._report(
@@ -322,52 +347,6 @@ class COCODetection(_DetectionDataset):
         x, y, w, h = (float(v) for v in bbox)
         desc = f"annotation {ann_id} ({self.classes[label - 1]}, bbox {bbox}) of {path.name}"
         return np.array([x, y, x + w, y + h]), label, crowd, desc
-
-
-class _IoUCropIfBoxes(T.RandomIoUCrop):
-    """SSD's IoU crop, passing images without boxes through unchanged.
-
-    torchvision's version needs a box centre inside the crop, so with no boxes it re-samples until it
-    happens to draw its "keep the whole image" option: correct but slow (tens of ms, sometimes far more).
-    """
-
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        boxes = next(x for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes))
-        return super().make_params(flat_inputs) if boxes.shape[0] else {}
-
-
-def _labels_and_flags(inputs: Any) -> tuple[torch.Tensor, ...]:
-    """What ``SanitizeBoundingBoxes`` must filter along with the boxes; its default finds only ``labels``,
-    which would leave ``difficult`` longer than ``boxes`` after a crop."""
-    target = inputs[1] if isinstance(inputs, (tuple, list)) else inputs
-    return tuple(target[key] for key in ("labels", "difficult") if key in target)
-
-
-def detection_transforms(
-    train: bool, size: int = 320, fill: Sequence[int] = (123, 117, 104), augment: bool = True
-) -> T.Compose:
-    """The SSD augmentation (training) or just the float conversion (evaluation).
-
-    Training: photometric distortion, zoom out (canvas filled with ``fill``, the ImageNet mean in uint8),
-    IoU crop, flip, resize to ``size x size``, then drop boxes the crop cut away. Evaluation keeps the
-    original size: torchvision's SSD resizes internally and maps its boxes back to the input coordinates.
-    ``augment=False`` trains with flips only: for quick runs, where the full augmentation's harder samples
-    (objects shrunk up to 4x, crops) slow convergence more than they help.
-    """
-    to_float = T.ToDtype(torch.float32, scale=True)  # last, so fill and colour jitter work in uint8
-    if not train:
-        return T.Compose([to_float])
-    if not augment:
-        return T.Compose([T.RandomHorizontalFlip(), T.Resize((size, size), antialias=True), to_float])
-    return T.Compose([
-        T.RandomPhotometricDistort(p=0.5),
-        T.RandomZoomOut(fill=tuple(fill), side_range=(1.0, 4.0), p=0.5),
-        _IoUCropIfBoxes(),
-        T.RandomHorizontalFlip(),
-        T.Resize((size, size), antialias=True),
-        T.SanitizeBoundingBoxes(labels_getter=_labels_and_flags),
-        to_float,
-    ])  # fmt: skip
 
 
 def collate_detection(batch: Sequence[tuple]) -> tuple[list[torch.Tensor], list[dict[str, Any]], list[str]]:

@@ -39,9 +39,10 @@ from ..engine.distributed import DistInfo
 from ..engine.progress import Progress
 from ..engine.runner import Runner, Step, Task, run_task
 from ..errors import ConfigError
-from .data import COCODetection, VOCDetection, collate_detection, detection_transforms
+from .data import COCODetection, VOCDetection, collate_detection
 from .metrics import DetectionEvaluator
 from .model import LOSSES, NORMALIZATIONS, create_detector, inference_settings
+from .transforms import PIPELINES, detection_transforms
 
 __all__ = [
     "DetectionConfig",
@@ -131,6 +132,13 @@ class DetectionConfig(DataParallelSettings):
         "(--no-augment: flip only, for quick runs)",
         **_BOOL,
     )
+    pipeline: str = setting(
+        "authors",
+        "data pipeline: authors (their SSD transforms: additive brightness, unclipped floats, no 0.5 IoU crop "
+        "mode, resize without antialiasing, VOC boxes minus 1, COCO images without annotations left out) or "
+        "torchvision (its detection references' transforms)",
+        choices=PIPELINES,
+    )
     eval_interval: int = setting(10_000, "iterations between evaluations and checkpoints", **COUNT)
 
 
@@ -179,8 +187,13 @@ def _voc_sets(root: Path, names: tuple[str, ...] | list[str], required: bool) ->
     return pairs
 
 
-def _coco_split(root: Path, split: str, transforms) -> COCODetection:
-    return COCODetection(root / split, root / "annotations" / f"instances_{split}.json", transforms=transforms)
+def _coco_split(root: Path, split: str, transforms, drop_unannotated: bool = False) -> COCODetection:
+    return COCODetection(
+        root / split,
+        root / "annotations" / f"instances_{split}.json",
+        transforms=transforms,
+        drop_unannotated=drop_unannotated,
+    )
 
 
 _PROBLEMS_SHOWN = 5  # per split; the rest are counted in the summary line
@@ -194,13 +207,15 @@ def open_detection_data(
     size: int = 320,
     classes: tuple[str, ...] | list[str] | None = None,
     augment: bool = True,
+    pipeline: str = "authors",
 ) -> DetectionData:
     """The training and test sets of a VOC or COCO folder, with SSD augmentation on the training set.
 
     ``train_sets=None`` opens only the test set (evaluation). Difficult VOC objects are left out of training
     and kept, flagged, for evaluation, where VOC ignores them. ``classes`` names a VOC-format dataset's
     classes (default: VOC's 20). What the readers had to repair or leave out is logged, never fatal, except
-    a split without a single object of the given classes, which cannot be trained or scored.
+    a split without a single object of the given classes, which cannot be trained or scored. ``pipeline``:
+    the authors' data conventions or torchvision's (:mod:`.transforms`), for both splits.
     """
     if data is None:
         raise ConfigError("detection needs --data: a Pascal VOC root (with VOCdevkit/) or a COCO root.")
@@ -208,10 +223,13 @@ def open_detection_data(
     if not root.is_dir():
         raise ConfigError(f"dataset folder {root} does not exist.")
     kind = _dataset_kind(root, dataset)
-    train_tf, test_tf = detection_transforms(True, size, augment=augment), detection_transforms(False, size)
+    train_tf = detection_transforms(True, size, augment=augment, pipeline=pipeline)
+    test_tf = detection_transforms(False, size)
+    authors = pipeline == "authors"
     splits: dict[str, Any] = {}
     if kind == "voc":
         voc = {"classes": tuple(classes)} if classes else {}
+        voc["authors_coordinates"] = authors
         splits["test"] = VOCDetection(
             root, _voc_sets(root, [test_set], True), keep_difficult=True, transforms=test_tf, **voc
         )
@@ -220,7 +238,8 @@ def open_detection_data(
     else:  # VOC-style YEAR/SET names (the defaults) mean COCO's usual splits
         splits["test"] = _coco_split(root, "val2017" if "/" in test_set else test_set, test_tf)
         if train_sets is not None:
-            splits["train"] = _coco_split(root, "train2017" if "/" in train_sets[0] else train_sets[0], train_tf)
+            name = "train2017" if "/" in train_sets[0] else train_sets[0]
+            splits["train"] = _coco_split(root, name, train_tf, drop_unannotated=authors)
     for name, split in splits.items():
         _report_split(name, split)
     train, test = splits.get("train"), splits["test"]
@@ -346,7 +365,7 @@ class DetectionTask(Task):
         dist = self.dist = runner.dist
         self.device = runner.device
         self.data = open_detection_data(
-            cfg.data, cfg.dataset, cfg.train_sets, cfg.test_set, cfg.size, cfg.classes, cfg.augment
+            cfg.data, cfg.dataset, cfg.train_sets, cfg.test_set, cfg.size, cfg.classes, cfg.augment, cfg.pipeline
         )
         if len(self.data.train) < cfg.batch_size * dist.world_size:
             raise ConfigError(

@@ -2,18 +2,18 @@
 
 What the graph does: normalise a batch of ``size x size`` RGB images in [0, 1], run the backbone and the
 SSDLite head, decode the box regressions against the default boxes (torchvision's ``BoxCoder``, weights
-10, 10, 5, 5) and softmax the class logits. Outputs, for N images, A default boxes and C classes with
-background at index 0:
+10, 10, 5, 5) and score the classes as the detector does (softmax without the background column, or the
+COCO detector's per-class sigmoids). Outputs, for N images, A default boxes and K object classes:
 
 - ``boxes``  [N, A, 4]: x1, y1, x2, y2 in pixels of the ``size x size`` input,
-- ``scores`` [N, A, C]: class probabilities.
+- ``scores`` [N, A, K]: column k scores class k + 1 (the checkpoint's class k, counted from 0).
 
-Post-processing, left to the deployment runtime because every runtime has its own fast NMS: per image and
-per class c >= 1, keep the boxes scoring above ``score_thresh`` (0.001 when evaluating mAP, ~0.3 for
-display), the ``topk_candidates`` (300) best of them, non-maximum suppression at IoU ``nms_thresh``
-(0.55), then the ``detections_per_img`` (300) best over all classes; finally scale the boxes from the
-``size x size`` input back to the original image. :func:`postprocess` is that recipe in PyTorch, and the
-tests check that graph + :func:`postprocess` reproduce torchvision's ``SSD`` detections.
+Post-processing, left to the deployment runtime because every runtime has its own fast NMS, is the authors':
+per image, every (box, class) pair scoring above ``score_thresh`` (0.01 for VOC mAP, 0.05 for COCO, ~0.3 for
+display), per-class non-maximum suppression at IoU ``nms_thresh`` (0.45 VOC, 0.5 COCO), the
+``detections_per_img`` (100) best over all classes; finally scale the boxes from the ``size x size`` input
+back to the original image (not clipped to it). :func:`postprocess` is that recipe in PyTorch, and the
+tests check that graph + :func:`postprocess` reproduce the detector's own detections.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 from torchvision.models.detection.image_list import ImageList
-from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from .._io import atomic_path
 from ..deploy.export import exporter_errors
 from ..errors import require
+from .model import select_detections
 
 __all__ = ["DetectorGraph", "export_detector_onnx", "postprocess"]
 
@@ -39,6 +39,7 @@ class DetectorGraph(nn.Module):
     def __init__(self, ssd: nn.Module, size: int) -> None:
         super().__init__()
         self.backbone, self.head, self.box_coder, self.size = ssd.backbone, ssd.head, ssd.box_coder, size
+        self.class_scores = ssd.class_scores
         self.register_buffer("mean", torch.tensor(ssd.transform.image_mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(ssd.transform.image_std).view(1, 3, 1, 1))
         with torch.no_grad():  # the default boxes depend only on the input size: computed once, stored
@@ -52,7 +53,7 @@ class DetectorGraph(nn.Module):
         n, a = head["bbox_regression"].shape[:2]
         anchors = self.anchors.expand(n, -1, -1).reshape(-1, 4)
         boxes = self.box_coder.decode_single(head["bbox_regression"].reshape(-1, 4), anchors).view(n, a, 4)
-        return boxes, head["cls_logits"].softmax(-1)
+        return boxes, self.class_scores(head["cls_logits"])
 
 
 def postprocess(
@@ -60,29 +61,16 @@ def postprocess(
     scores: torch.Tensor,
     size: int,
     original_size: tuple[int, int] | None = None,
-    score_thresh: float = 0.001,
-    nms_thresh: float = 0.55,
-    topk_candidates: int = 300,
-    detections_per_img: int = 300,
+    score_thresh: float = 0.01,
+    nms_thresh: float = 0.45,
+    detections_per_img: int = 100,
 ) -> dict[str, torch.Tensor]:
-    """One image's ``boxes`` [A, 4] and ``scores`` [A, C] from the graph to detections (as torchvision's SSD)."""
-    boxes = clip_boxes_to_image(boxes, (size, size))
-    kept_boxes, kept_scores, kept_labels = [], [], []
-    for label in range(1, scores.shape[-1]):
-        class_scores = scores[:, label]
-        keep = class_scores > score_thresh
-        class_scores, class_boxes = class_scores[keep], boxes[keep]
-        class_scores, order = class_scores.topk(min(topk_candidates, class_scores.numel()))
-        kept_boxes.append(class_boxes[order])
-        kept_scores.append(class_scores)
-        kept_labels.append(torch.full_like(order, label))
-    boxes, scores, labels = torch.cat(kept_boxes), torch.cat(kept_scores), torch.cat(kept_labels)
-    keep = batched_nms(boxes, scores, labels, nms_thresh)[:detections_per_img]
-    boxes = boxes[keep]
+    """One image's ``boxes`` [A, 4] and ``scores`` [A, K] from the graph to detections, as the detector's own."""
+    found = select_detections(boxes, scores, score_thresh, nms_thresh, detections_per_img)
     if original_size is not None:
         height, width = original_size
-        boxes = boxes * torch.tensor([width / size, height / size, width / size, height / size])
-    return {"boxes": boxes, "scores": scores[keep], "labels": labels[keep]}
+        found["boxes"] = found["boxes"] * torch.tensor([width / size, height / size, width / size, height / size])
+    return found
 
 
 def export_detector_onnx(

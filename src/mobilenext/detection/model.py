@@ -47,6 +47,7 @@ __all__ = [
     "AUTHORS_BOXES",
     "DETECTORS",
     "FocalSSD",
+    "SSDLite",
     "MobileNeXtSSDFeatures",
     "MobileNetV2SSDFeatures",
     "SSDDefaultBoxes",
@@ -56,6 +57,7 @@ __all__ = [
     "from_authors_layout",
     "is_authors_detector",
     "load_authors_detector",
+    "select_detections",
     "ssdlite",
     "to_authors_layout",
 ]
@@ -317,13 +319,51 @@ class SSDLitePredictor(nn.Module):
         }
 
 
-class FocalSSD(SSD):
+def select_detections(
+    boxes: torch.Tensor, scores: torch.Tensor, score_thresh: float, nms_thresh: float, detections_per_img: int
+) -> dict[str, torch.Tensor]:
+    """One image's detections from its decoded ``boxes`` [A, 4] and per-class ``scores`` [A, K] (column ``k``
+    scores label ``k + 1``), as the authors' ``PostProcessor``: every (box, class) pair scoring above
+    ``score_thresh`` is a candidate, per-class NMS at ``nms_thresh``, the ``detections_per_img`` best kept.
+    torchvision's SSD also keeps only the top ``topk_candidates`` per class before NMS and clips the boxes to
+    the image; the authors do neither."""
+    box, column = torch.where(scores > score_thresh)
+    candidates, candidate_scores = boxes[box], scores[box, column]
+    keep = box_ops.batched_nms(candidates, candidate_scores, column, nms_thresh)[:detections_per_img]
+    return {"boxes": candidates[keep], "scores": candidate_scores[keep], "labels": column[keep] + 1}
+
+
+class SSDLite(SSD):
+    """torchvision's ``SSD`` with the authors' inference: softmax scores without the background column, and
+    :func:`select_detections` (no per-class top-k, boxes not clipped to the image). Training is torchvision's
+    (matching, box coding, 3:1 hard-negative mining), which computes what theirs does."""
+
+    def class_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[..., A, K]`` scores of the K object classes: column ``k`` scores label ``k + 1``."""
+        return logits.softmax(-1)[..., 1:]
+
+    def postprocess_detections(self, head_outputs, image_anchors, image_shapes) -> list[dict[str, torch.Tensor]]:
+        return [
+            select_detections(
+                self.box_coder.decode_single(regression, anchors),
+                scores,
+                self.score_thresh,
+                self.nms_thresh,
+                self.detections_per_img,
+            )
+            for regression, scores, anchors in zip(
+                head_outputs["bbox_regression"], self.class_scores(head_outputs["cls_logits"]), image_anchors
+            )
+        ]
+
+
+class FocalSSD(SSDLite):
     """SSD scored as the authors' COCO detector: per-class sigmoids instead of a softmax with a background column.
 
     Training: their sigmoid focal loss (alpha 0.25, gamma 2) over every default box, no hard-negative mining,
     times 5 and divided by the number of matched boxes; box regression as torchvision's SSD. Column ``c - 1``
     scores class ``c``; background is all columns at 0. Their heads have one column more than classes (81 for
-    COCO's 80), never trained: it is not scored here. Inference: sigmoid scores, per-class threshold and NMS.
+    COCO's 80), never trained: it is not scored here (theirs scores it as a label that no class has).
     """
 
     FOCAL_ALPHA, FOCAL_GAMMA, CLASS_WEIGHT = 0.25, 2.0, 5.0
@@ -339,18 +379,8 @@ class FocalSSD(SSD):
         matched_boxes = max(1, sum(int((m >= 0).sum()) for m in matched_idxs))
         return {**losses, "classification": self.CLASS_WEIGHT * focal / matched_boxes}
 
-    def postprocess_detections(self, head_outputs, image_anchors, image_shapes) -> list[dict[str, torch.Tensor]]:
-        scores_per_image = head_outputs["cls_logits"][..., :-1].sigmoid()  # the last column was never trained
-        detections = []
-        for regression, scores, anchors, shape in zip(
-            head_outputs["bbox_regression"], scores_per_image, image_anchors, image_shapes
-        ):
-            boxes = box_ops.clip_boxes_to_image(self.box_coder.decode_single(regression, anchors), shape)
-            box, column = torch.where(scores > self.score_thresh)  # every (box, class) pair above the threshold
-            candidates, candidate_scores = boxes[box], scores[box, column]
-            keep = box_ops.batched_nms(candidates, candidate_scores, column, self.nms_thresh)[: self.detections_per_img]
-            detections.append({"boxes": candidates[keep], "scores": candidate_scores[keep], "labels": column[keep] + 1})
-        return detections
+    def class_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits[..., :-1].sigmoid()  # the last column was never trained
 
 
 def ssdlite(
@@ -367,7 +397,8 @@ def ssdlite(
     ``backbone_checkpoint``: classification weights for the backbone (any layout ``get_model``
     reads: ours, timm's, the authors'); the classifier is dropped. ``boxes``: the authors' default boxes of
     their ``voc`` or ``coco`` configs. ``ssd_kwargs`` go to torchvision's ``SSD`` (``score_thresh``,
-    ``nms_thresh``, ``detections_per_img``, ...).
+    ``nms_thresh``, ``detections_per_img``, ``image_mean``, ...); by default the authors' test settings of
+    the config (:func:`inference_settings`).
     """
     if num_classes < 2:
         raise ConfigError(f"num_classes counts the background too, so it must be at least 2, got {num_classes}.")
@@ -392,16 +423,8 @@ def ssdlite(
         raise ConfigError(f"loss {loss!r}: choose one of {', '.join(LOSSES)}.")
     focal = loss == "focal"
     head = SSDLitePredictor(features.out_channels, generator.num_anchors_per_location(), num_classes, focal=focal)
-    settings = {
-        "score_thresh": 0.001,
-        "nms_thresh": 0.55,
-        "detections_per_img": 300,
-        "topk_candidates": 300,
-        "image_mean": list(body.pretrained_cfg["mean"]),
-        "image_std": list(body.pretrained_cfg["std"]),
-        **ssd_kwargs,
-    }
-    model = (FocalSSD if focal else SSD)(features, generator, (size, size), num_classes, head=head, **settings)
+    settings = {**inference_settings({"loss": loss}), **ssd_kwargs}
+    model = (FocalSSD if focal else SSDLite)(features, generator, (size, size), num_classes, head=head, **settings)
     model.backbone_name, model.boxes, model.loss = backbone, boxes, loss
     return model
 
@@ -482,21 +505,18 @@ AUTHORS_STD = (0.229, 0.224, 0.225)
 AUTHORS_VOC_TEST = {"normalize": "authors", "score_thresh": 0.01, "nms_thresh": 0.45, "detections_per_img": 100}
 AUTHORS_COCO_TEST = {**AUTHORS_VOC_TEST, "score_thresh": 0.05, "nms_thresh": 0.5}
 NORMALIZATIONS = ("authors", "imagenet")
-# What a run's checkpoint means for inference when it does not name these (runs written before they existed).
-_EARLIER_RUNS = {"normalize": "imagenet", "score_thresh": 0.001, "nms_thresh": 0.55, "detections_per_img": 300}
 
 
 def inference_settings(args: dict[str, Any]) -> dict[str, Any]:
-    """torchvision ``SSD`` keywords from a detection run's settings: its normalisation and post-processing."""
-    earlier = "score_thresh" not in args
-    args = {**_EARLIER_RUNS, **{k: v for k, v in args.items() if k in _EARLIER_RUNS}}
+    """torchvision ``SSD`` keywords from a detection run's settings: its normalisation and post-processing
+    (what ``args`` does not name: the authors' test settings of its loss's config, COCO's for focal)."""
+    args = {**(AUTHORS_COCO_TEST if args.get("loss") == "focal" else AUTHORS_VOC_TEST), **args}
     return {
         "image_mean": list(AUTHORS_MEAN) if args["normalize"] == "authors" else [0.485, 0.456, 0.406],
         "image_std": list(AUTHORS_STD),
         "score_thresh": args["score_thresh"],
         "nms_thresh": args["nms_thresh"],
         "detections_per_img": args["detections_per_img"],
-        "topk_candidates": 300 if earlier else 10_000,  # per class before NMS: earlier runs 300, now every prior
     }
 
 
@@ -548,7 +568,7 @@ def load_authors_detector(weights: dict[str, torch.Tensor], source: str) -> tupl
                               f"{(mismatched or ['a tensor shape'])[0]}).")  # fmt: skip
     model.load_state_dict(state_dict)
     record = {"task": "detection", "model": name, "classes": list(classes), "size": AUTHORS_SIZE, "boxes": boxes,
-              "loss": loss, "authors": True, "args": {"data": None, **data, **test}}  # fmt: skip
+              "loss": loss, "authors": True, "args": {"data": None, "pipeline": "authors", **data, **test}}  # fmt: skip
     return model, record
 
 

@@ -454,7 +454,8 @@ def restore_model(
         # Imported here: detection builds on the models, so a module-level import would point the layers up.
         from ..detection.model import create_detector, inference_settings
 
-        classes, settings = len(state["classes"]) + 1, inference_settings(state.get("args") or {})
+        settings = inference_settings({"loss": state.get("loss", "softmax"), **(state.get("args") or {})})
+        classes = len(state["classes"]) + 1
         net = create_detector(
             state["model"],
             classes,
