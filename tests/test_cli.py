@@ -6,11 +6,13 @@ import csv
 import io
 import subprocess
 import sys
+from importlib.metadata import entry_points, version
 
 import numpy as np
 import pytest
 import timm
 import torch
+import torchvision
 from PIL import Image
 
 import mobilenext
@@ -130,3 +132,16 @@ def test_train_with_unknown_config_is_one_line_error(capsys):
 
     assert main(["train", "--config", "no_such_recipe"]) == 2
     assert "neither a file nor a packaged recipe" in capsys.readouterr().err
+
+
+def test_version_and_python_dash_m_equal_the_console_script(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out.strip()
+    runtime = f"torch {torch.__version__}, torchvision {torchvision.__version__}, timm {timm.__version__}"
+    assert printed == f"mobilenext {version('mobilenext')} ({runtime})"
+    (script,) = (e for e in entry_points(group="console_scripts") if e.name == "mobilenext")
+    assert script.value == "mobilenext.cli:main"  # the console script is main(), as python -m runs it
+    as_module = subprocess.run([sys.executable, "-m", "mobilenext", "--version"], capture_output=True, text=True)
+    assert as_module.returncode == 0 and as_module.stdout.strip() == printed

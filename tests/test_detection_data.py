@@ -361,10 +361,10 @@ def test_authors_brightness_and_contrast_are_added_and_scaled_without_clipping(m
 
 def test_authors_pipeline_settings():
     steps = detection_transforms(True, pipeline="authors").transforms
-    crop = next(t for t in steps if isinstance(t, authors_transforms._IoUCropIfBoxes))
+    crop = next(t for t in steps if isinstance(t, authors_transforms._IoUCropIfBoxes)).crop
     assert crop.options == [0.0, 0.1, 0.3, 0.7, 0.9, 1.0] and crop.trials == 50  # no 0.5 mode
     assert next(t for t in steps if hasattr(t, "antialias")).antialias is False
     torchvision_crop = next(
-        t for t in detection_transforms(True, pipeline="torchvision").transforms if hasattr(t, "options")
+        t.crop for t in detection_transforms(True, pipeline="torchvision").transforms if hasattr(t, "crop")
     )
     assert 0.5 in torchvision_crop.options

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
+
 from . import models  # noqa: F401  (registers the models with timm)
 from .errors import CheckpointError, ConfigError, ImageError, MobileNeXtError, UnknownModelError
 from .inference import inference_model
@@ -19,7 +21,10 @@ from .models.checkpoint import (  # noqa: F401  (importable from the root, as th
 from .models.factory import create_model, get_model, list_models
 from .nas import network as _nas_network  # noqa: F401  (registers darts_cifar, so timm.create_model knows it)
 
-__version__ = "0.1.0"
+try:  # one source: pyproject.toml's version, as installed
+    __version__ = _metadata.version("mobilenext")
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "CheckpointError",

@@ -406,6 +406,7 @@ def _add_arguments(parser: argparse.ArgumentParser, command: _Command) -> None:
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``mobilenext`` parser; with ``command``, only that command's flags are built (and its module imported)."""
     parser = _Parser(prog="mobilenext", description="MobileNeXt models, training and deployment.")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, spec in COMMANDS.items():
         p = sub.add_parser(name, help=spec.help, description=spec.description)
@@ -463,6 +464,18 @@ def _stdout_for_results_only() -> Iterator[TextIO]:
             sys.stdout.flush()
             os.dup2(saved, stdout_fd)
             os.close(saved)
+
+
+def _version() -> str:
+    """Ours and the versions we run on, which is what a bug report needs."""
+    import timm
+    import torch
+    import torchvision
+
+    from . import __version__
+
+    runtime = f"torch {torch.__version__}, torchvision {torchvision.__version__}, timm {timm.__version__}"
+    return f"mobilenext {__version__} ({runtime})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

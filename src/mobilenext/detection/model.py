@@ -33,7 +33,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD
 from torchvision.ops import boxes as box_ops
 from torchvision.ops import sigmoid_focal_loss
@@ -88,14 +87,17 @@ MOBILENETV2_EXTRAS = ((512, 0.2), (256, 0.5), (256, 0.5), (64, 0.5))
 LOSSES = ("softmax", "focal")
 
 
-class SSDDefaultBoxes(DefaultBoxGenerator):
-    """SSD default boxes from explicit sizes in pixels (the Caffe SSD ``PriorBox``), on torchvision's generator.
+class SSDDefaultBoxes(nn.Module):
+    """SSD default boxes from explicit sizes in pixels (the Caffe SSD ``PriorBox``), in the format of
+    torchvision's ``DefaultBoxGenerator`` (which ``SSD`` calls): per image, ``[A, 4]`` x1, y1, x2, y2 in input
+    pixels, ordered by map, row, column, box. Ours because torchvision's generator derives each map's sizes
+    from a scale list, which cannot express the authors' (their max size of map k is not the min of k + 1).
 
     On map k: a square of ``min_sizes[k]``, a square of ``sqrt(min_sizes[k] * max_sizes[k])``, and for each
     aspect ratio r two boxes of ``min_sizes[k] * sqrt(r)`` by ``min_sizes[k] / sqrt(r)``: 6 per cell for
-    r in (2, 3). Sizes are fractions of ``image_size``, so the generator also serves other input sizes;
-    ``steps`` (cell pitch in pixels) apply only at the size they were set for, elsewhere the cells follow
-    the feature maps.
+    r in (2, 3); sizes clipped to the image (``clip``). Sizes are fractions of ``image_size``, so the
+    generator also serves other input sizes; ``steps`` (cell pitch in pixels) apply only at the size they
+    were set for, elsewhere the cells follow the feature maps.
     """
 
     def __init__(
@@ -107,30 +109,55 @@ class SSDDefaultBoxes(DefaultBoxGenerator):
         steps: Sequence[int] | None = None,
         clip: bool = True,
     ) -> None:
+        super().__init__()
         if not len(min_sizes) == len(max_sizes) == len(aspect_ratios):
             raise ConfigError("min_sizes, max_sizes and aspect_ratios need one entry per feature map.")
-        # Set before the parent's __init__, which calls _generate_wh_pairs (plain lists: no Module needed yet).
-        self.min_sizes = [size / image_size for size in min_sizes]
-        self.max_sizes = [size / image_size for size in max_sizes]
-        super().__init__(
-            [list(r) for r in aspect_ratios],
-            scales=[*self.min_sizes, 1.0],
-            steps=list(steps) if steps else None,
-            clip=clip,
-        )
+        self.aspect_ratios = [list(r) for r in aspect_ratios]
+        self.steps = list(steps) if steps else None
+        self.clip = clip
+        self.box_sizes = [  # (w, h) per box of a cell, as fractions of the image
+            _cell_boxes(small / image_size, large / image_size, ratios)
+            for small, large, ratios in zip(min_sizes, max_sizes, self.aspect_ratios)
+        ]
 
-    def _generate_wh_pairs(
-        self, num_outputs: int, dtype: torch.dtype = torch.float32, device: torch.device = torch.device("cpu")
-    ) -> list[torch.Tensor]:
-        pairs = []
-        for k in range(num_outputs):
-            small, large = self.min_sizes[k], math.sqrt(self.min_sizes[k] * self.max_sizes[k])
-            wh = [[small, small], [large, large]]
-            for ratio in self.aspect_ratios[k]:
-                w, h = small * math.sqrt(ratio), small / math.sqrt(ratio)
-                wh += [[w, h], [h, w]]
-            pairs.append(torch.as_tensor(wh, dtype=dtype, device=device))
-        return pairs
+    def num_anchors_per_location(self) -> list[int]:
+        return [len(sizes) for sizes in self.box_sizes]
+
+    def _centre_form(self, grid_sizes: list[torch.Size], image_size: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+        boxes = []
+        for k, (rows, cols) in enumerate(grid_sizes):
+            if self.steps is None:  # cells per unit of image: the map's own size
+                pitch_y, pitch_x = rows, cols
+            else:
+                pitch_y, pitch_x = image_size[0] / self.steps[k], image_size[1] / self.steps[k]
+            centre_x = ((torch.arange(0, cols) + 0.5) / pitch_x).to(dtype=dtype)
+            centre_y = ((torch.arange(0, rows) + 0.5) / pitch_y).to(dtype=dtype)
+            grid_y, grid_x = torch.meshgrid(centre_y, centre_x, indexing="ij")
+            sizes = self.box_sizes[k].clamp(min=0, max=1) if self.clip else self.box_sizes[k]
+            centres = torch.stack((grid_x.reshape(-1), grid_y.reshape(-1)) * len(sizes), dim=-1).reshape(-1, 2)
+            boxes.append(torch.cat((centres, sizes.repeat(rows * cols, 1)), dim=1))
+        return torch.cat(boxes, dim=0)
+
+    def forward(self, image_list: Any, feature_maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``image_list``: torchvision's ``ImageList`` (the batch padded to one size, and each image's size)."""
+        image_size = image_list.tensors.shape[-2:]
+        boxes = self._centre_form([m.shape[-2:] for m in feature_maps], image_size, feature_maps[0].dtype)
+        boxes = boxes.to(feature_maps[0].device)
+        scale = torch.tensor([image_size[1], image_size[0]], device=boxes.device)
+        corners = torch.cat(
+            [(boxes[:, :2] - 0.5 * boxes[:, 2:]) * scale, (boxes[:, :2] + 0.5 * boxes[:, 2:]) * scale], -1
+        )
+        return [corners for _ in image_list.image_sizes]
+
+
+def _cell_boxes(small: float, large: float, ratios: Sequence[int]) -> torch.Tensor:
+    """The authors' boxes of one cell: two squares (min size, and the geometric mean of min and max), then a
+    pair per aspect ratio."""
+    wh = [[small, small], [math.sqrt(small * large)] * 2]
+    for ratio in ratios:
+        w, h = small * math.sqrt(ratio), small / math.sqrt(ratio)
+        wh += [[w, h], [h, w]]
+    return torch.as_tensor(wh, dtype=torch.float32)
 
 
 def _features_dict(maps: list[torch.Tensor]) -> OrderedDict[str, torch.Tensor]:

@@ -104,16 +104,17 @@ def _uniform(low: float, high: float) -> float:
 
 
 # ---- geometry ----------------------------------------------------------------------------------------
-class _IoUCropIfBoxes(T.RandomIoUCrop):
-    """SSD's IoU crop, passing images without boxes through unchanged (as the authors' crop does).
+class _IoUCropIfBoxes:
+    """SSD's IoU crop (torchvision's ``RandomIoUCrop``, as ``self.crop``), passing images without boxes through
+    unchanged, as the authors' crop does. torchvision's needs a box centre inside the crop, so with no boxes
+    it re-samples until it happens to draw its "keep the whole image" option: correct but slow (tens of
+    ms, sometimes far more)."""
 
-    torchvision's version needs a box centre inside the crop, so with no boxes it re-samples until it
-    happens to draw its "keep the whole image" option: correct but slow (tens of ms, sometimes far more).
-    """
+    def __init__(self, **crop_options: Any) -> None:
+        self.crop = T.RandomIoUCrop(**crop_options)
 
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        boxes = next(x for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes))
-        return super().make_params(flat_inputs) if boxes.shape[0] else {}
+    def __call__(self, image: torch.Tensor, target: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        return (image, target) if target["boxes"].shape[0] == 0 else self.crop(image, target)
 
 
 def _labels_and_flags(inputs: Any) -> tuple[torch.Tensor, ...]:

@@ -3,15 +3,12 @@
 MobileNetV2 itself is timm's ``mobilenetv2_*``; this module only adds what the paper varies on it.
 """
 
-from __future__ import annotations
-
 from collections import OrderedDict
 from typing import Any
 
+import timm
 from timm.layers import ConvNormAct
-from timm.models import generate_default_cfgs, register_model
-from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedResidual
-from timm.models.efficientnet import EfficientNet, _gen_mobilenet_v2
+from timm.models import EfficientNet, generate_default_cfgs, get_pretrained_cfg, register_model
 from torch import nn
 
 from ..errors import ConfigError
@@ -34,12 +31,16 @@ def add_depthwise_after_projection(model: nn.Module) -> nn.Module:
     becomes ``Sequential(bn=<that norm>, dw=<the new conv>)``, so the shortcut still joins after it.
     """
     for block in model.modules():
-        if isinstance(block, (InvertedResidual, DepthwiseSeparableConv)):
-            norm_name = "bn3" if isinstance(block, InvertedResidual) else "bn2"
-            norm = getattr(block, norm_name)
-            chs = norm.num_features
-            dw = ConvNormAct(chs, chs, 3, groups=chs, apply_act=False)
-            setattr(block, norm_name, nn.Sequential(OrderedDict(bn=norm, dw=dw)))
+        # timm's blocks (their classes are private): an inverted residual ends in conv_pwl + bn3, the
+        # depthwise-separable first block in conv_pw + bn2
+        norm_name = "bn3" if hasattr(block, "conv_pwl") else "bn2" if hasattr(block, "conv_pw") else None
+        if norm_name is None:
+            continue
+        norm = getattr(block, norm_name)
+        chs = norm.num_features
+        weight = norm.weight
+        dw = ConvNormAct(chs, chs, 3, groups=chs, apply_act=False).to(device=weight.device, dtype=weight.dtype)
+        setattr(block, norm_name, nn.Sequential(OrderedDict(bn=norm, dw=dw)))
     return model
 
 
@@ -57,5 +58,6 @@ def mobilenetv2_100_extra_dw(pretrained: bool = False, **kwargs: Any) -> Efficie
     """
     if pretrained:  # timm would load before the extra convs exist
         raise ConfigError("mobilenetv2_100_extra_dw: load weights with mobilenext.get_model(name, pretrained=PATH).")
-    model = _gen_mobilenet_v2("mobilenetv2_100_extra_dw", 1.0, pretrained=False, **kwargs)
+    kwargs["pretrained_cfg"] = kwargs.get("pretrained_cfg") or get_pretrained_cfg("mobilenetv2_100_extra_dw")
+    model = timm.create_model("mobilenetv2_100", **{**kwargs, "pretrained": False})
     return add_depthwise_after_projection(model)

@@ -4,18 +4,16 @@ The layers reproduce the authors' released architecture tensor for tensor; their
 :mod:`mobilenext.models.official`. ``import mobilenext`` makes ``timm.create_model("mobilenext_100")`` work.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ConvNormAct, SelectAdaptivePool2d, get_norm_act_layer, make_divisible
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
-from timm.models._features import feature_take_indices
 from torch import nn
 from torch.nn import functional as F
 
+from .._compat import factory_device, feature_take_indices
 from ..errors import ConfigError
 from .sandglass import SandglassBlock, sandglass_reduced_channels
 
@@ -118,12 +116,13 @@ class MobileNeXt(nn.Module):
         in_chans: Input image channels.
         drop_rate: Dropout before the classifier (the authors' model uses 0.2).
         drop_path_rate: Stochastic depth, growing linearly from 0 to this rate over the blocks.
-        global_pool: Pooling type of :class:`timm.layers.SelectAdaptivePool2d`.
+        global_pool: Pooling type of :class:`timm.layers.SelectAdaptivePool2d`; ``""`` returns the unpooled map.
         arch: Stem width and per-block arguments; default :func:`mobilenext_arch` at ``width_mult``.
         head_norm: Normalize + activate the last feature map before pooling (EfficientNet's ``bn1``).
         padding: Conv padding, ``""`` (symmetric) or ``"same"`` (TensorFlow's).
         act_layer: Activation (ReLU6 as in the paper).
         norm_layer: Normalization layer.
+        device, dtype: Where and in which type to create the tensors (timm's factory arguments).
     """
 
     def __init__(
@@ -141,10 +140,35 @@ class MobileNeXt(nn.Module):
         padding: str = "",
         act_layer: type[nn.Module] = nn.ReLU6,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        with factory_device(device):
+            self._build(width_mult, identity_multiplier, shortcut, num_classes, in_chans, drop_rate, drop_path_rate,
+                        global_pool, arch, head_norm, padding, act_layer, norm_layer)  # fmt: skip
+        if dtype is not None:
+            self.to(dtype=dtype)
+
+    def _build(
+        self,
+        width_mult: float,
+        identity_multiplier: float,
+        shortcut: bool,
+        num_classes: int,
+        in_chans: int,
+        drop_rate: float,
+        drop_path_rate: float,
+        global_pool: str,
+        arch: Arch | None,
+        head_norm: bool,
+        padding: str,
+        act_layer: type[nn.Module],
+        norm_layer: type[nn.Module],
+    ) -> None:
         stem_chs, stages = arch if arch is not None else mobilenext_arch(width_mult)
         self.num_classes = num_classes
+        self.in_chans = in_chans
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
         norm_act = dict(norm_layer=norm_layer, act_layer=act_layer)
@@ -184,7 +208,7 @@ class MobileNeXt(nn.Module):
 
         self.num_features = self.head_hidden_size = num_features = stages[-1][-1]["out_chs"]
         self.head_norm = get_norm_act_layer(norm_layer, act_layer)(num_features) if head_norm else nn.Identity()
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
+        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
         self.classifier = nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
@@ -215,10 +239,20 @@ class MobileNeXt(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
-    def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new classifier for ``num_classes`` (0: none), on this model's device, dtype and mode; ``global_pool``
+        ``None`` keeps the pooling, ``""`` removes it (the output is then the feature map)."""
         self.num_classes = num_classes
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        if global_pool is not None:
+            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
+        reference = self.stem.conv.weight
+        self.classifier = (
+            nn.Linear(self.num_features, num_classes, device=reference.device, dtype=reference.dtype)
+            if num_classes > 0
+            else nn.Identity()
+        )
+        self.global_pool.train(self.training)
+        self.classifier.train(self.training)
 
     def forward_intermediates(
         self,

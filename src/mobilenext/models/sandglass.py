@@ -14,15 +14,13 @@ The identity tensor multiplier alpha adds the shortcut to the first alpha*C' cha
 shows alpha = 1/2 keeps accuracy and saves the memory traffic of the other half.
 """
 
-from __future__ import annotations
-
 import math
 
 import torch
 from timm.layers import ConvNormAct, DropPath, make_divisible
-from timm.models._efficientnet_blocks import SqueezeExcite
 from torch import nn
 
+from .._compat import SqueezeExcite, graph_capture
 from ..errors import ConfigError
 
 __all__ = ["SandglassBlock", "sandglass_reduced_channels", "identity_channels"]
@@ -48,17 +46,6 @@ def identity_channels(channels: int, identity_multiplier: float) -> int:
             "use 1 for the full shortcut or e.g. 0.5 for the paper's half identity."
         )
     return max(1, int(round(channels * identity_multiplier)))
-
-
-def _eager_inference() -> bool:
-    """Running eagerly without autograd: not training, not traced, compiled or exported."""
-    return not (
-        torch.is_grad_enabled()
-        or torch.compiler.is_compiling()
-        or torch.compiler.is_exporting()
-        or torch.jit.is_tracing()
-        or torch.fx._symbolic_trace.is_fx_tracing()
-    )
 
 
 class SandglassBlock(nn.Module):
@@ -126,10 +113,10 @@ class SandglassBlock(nn.Module):
         self.out_chs = out_chs
         self.has_shortcut = shortcut and stride == 1 and in_chs == out_chs
         self.identity_chs = identity_channels(out_chs, identity_multiplier)
-        if self.has_shortcut and self.identity_chs < out_chs:
-            # 1 on the channels that receive the shortcut, 0 on the rest; not saved (the authors' layout).
-            mask = (torch.arange(out_chs) < self.identity_chs).float().view(1, out_chs, 1, 1)
-            self.register_buffer("identity_mask", mask, persistent=False)
+        # 1 on the channels that receive the shortcut, 0 on the rest; not saved (the authors' layout). Always
+        # there, even where unused, so that TorchScript sees the same attributes in every block.
+        mask = (torch.arange(out_chs) < self.identity_chs).float().view(1, out_chs, 1, 1)
+        self.register_buffer("identity_mask", mask, persistent=False)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0.0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,14 +143,15 @@ class SandglassBlock(nn.Module):
         k = self.identity_chs
         if k == self.out_chs:
             return x + shortcut
-        if _eager_inference():
-            # x is this block's own fresh output: adding in place touches only k channels, no copy.
-            x[:, :k] += shortcut[:, :k]
-            return x
-        # For autograd and graph capture (export, compile) a full-width add of the masked shortcut. An in-place
-        # slice add exports as ScatterND; slicing, adding and concatenating costs two copies and, in
-        # onnxruntime, the blocked (NCHWc) layout between blocks. The mask keeps the add fused into the
-        # conv before it: alpha 1/2 then runs as fast as alpha 1 there (measured: 1.005x vs 1.107x).
+        if not torch.jit.is_scripting():  # noqa: SIM102 (TorchScript skips only a branch this test opens)
+            if not graph_capture(x):
+                # x is this block's own fresh output: adding in place touches only k channels, no copy.
+                x[:, :k] += shortcut[:, :k]
+                return x
+        # For autograd and graph capture (TorchScript, fx, export, compile) a full-width add of the masked
+        # shortcut. An in-place slice add exports as ScatterND; slicing, adding and concatenating costs two
+        # copies and, in onnxruntime, the blocked (NCHWc) layout between blocks. The mask keeps the add fused
+        # into the conv before it: alpha 1/2 then runs as fast as alpha 1 there (measured: 1.005x vs 1.107x).
         return x + shortcut * self.identity_mask.to(shortcut.dtype)
 
     def extra_repr(self) -> str:

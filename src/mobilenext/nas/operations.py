@@ -17,8 +17,7 @@ import functools
 from collections.abc import Callable
 
 import torch
-from timm.layers import make_divisible
-from timm.models._efficientnet_blocks import InvertedResidual
+from timm.layers import BatchNormAct2d, make_divisible
 from torch import nn
 
 from ..errors import ConfigError
@@ -124,10 +123,32 @@ def sandglass_op(channels: int, stride: int, affine: bool) -> SandglassBlock:
     return SandglassBlock(channels, channels, reduced, stride=stride, norm_layer=norm)
 
 
+class InvertedResidual(nn.Module):
+    """MobileNetV2's inverted residual: 1x1 expand + BN + ReLU6, depthwise 3x3 + BN + ReLU6, linear 1x1 project
+    + BN, shortcut at stride 1. Module names as timm's EfficientNet block (whose class is private), so search
+    checkpoints keep their keys."""
+
+    def __init__(self, channels: int, stride: int, expansion: int, affine: bool) -> None:
+        super().__init__()
+        mid = channels * expansion
+
+        def norm(chs: int, act: bool) -> BatchNormAct2d:
+            return BatchNormAct2d(chs, affine=affine, act_layer=nn.ReLU6, apply_act=act)
+
+        self.conv_pw, self.bn1 = nn.Conv2d(channels, mid, 1, bias=False), norm(mid, True)
+        self.conv_dw = nn.Conv2d(mid, mid, 3, stride, padding=1, groups=mid, bias=False)
+        self.bn2 = norm(mid, True)
+        self.conv_pwl, self.bn3 = nn.Conv2d(mid, channels, 1, bias=False), norm(channels, False)
+        self.has_shortcut = stride == 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn3(self.conv_pwl(self.bn2(self.conv_dw(self.bn1(self.conv_pw(x))))))
+        return out + x if self.has_shortcut else out
+
+
 def inverted_residual_op(channels: int, stride: int, affine: bool) -> InvertedResidual:
-    """MobileNetV2's inverted residual (timm's) as a cell operation: C -> 6C -> C, shortcut at stride 1."""
-    norm = functools.partial(nn.BatchNorm2d, affine=affine)
-    return InvertedResidual(channels, channels, 3, stride, exp_ratio=IR_EXPANSION, act_layer=nn.ReLU6, norm_layer=norm)
+    """MobileNetV2's inverted residual as a cell operation: C -> 6C -> C, shortcut at stride 1."""
+    return InvertedResidual(channels, stride, IR_EXPANSION, affine)
 
 
 # name -> builder(channels, stride, affine). The names are DARTS's, so its genotypes load unchanged.
