@@ -1,7 +1,8 @@
 """timm's model contract (what its own tests/test_models.py asks of every timm model), on every model we
-register: default cfgs and the head API, global_pool='' keeping the feature map, device/dtype factory
-arguments, forward/backward, forward_features, forward_intermediates + features_only, fx, fx + TorchScript
-and TorchScript, each form giving the eager model's outputs. Written here from the contract, not copied.
+register (the MobileNeXt family, the extra-dw MobileNetV2 baseline, DARTS's CIFAR network): default cfgs
+and the head API, global_pool='' keeping the feature map, device/dtype factory arguments,
+forward/backward, forward_features, forward_intermediates + features_only, fx, fx + TorchScript and
+TorchScript, each form giving the eager model's outputs. Written here from the contract, not copied.
 
 The shape checks run on the meta device (no memory, no compute); the numeric ones on small real inputs.
 """
@@ -19,8 +20,13 @@ from timm.models import create_feature_extractor, get_graph_node_names
 import mobilenext  # noqa: F401  (registers the models)
 from mobilenext.models.factory import list_models
 
-MODELS = [name for name in list_models() if name != "darts_cifar"]  # darts_cifar: not yet
-SMALL = (2, 3, 64, 64)
+MODELS = list_models()
+
+
+def _small_input(name: str) -> torch.Tensor:
+    """Two images of at most 64 px (DARTS's network: its 32), to keep the numeric checks cheap."""
+    side = min(64, timm.get_pretrained_cfg(name).input_size[-1])
+    return torch.randn(2, 3, side, side)
 
 
 def _eval_model(name: str, **kwargs) -> torch.nn.Module:
@@ -73,7 +79,7 @@ def test_reset_classifier_keeps_device_dtype_mode_and_frozen_weights(name):
 def test_forward_backward_reaches_every_parameter(name):
     torch.manual_seed(0)
     model = timm.create_model(name, num_classes=42).train()
-    out = model(torch.randn(*SMALL))
+    out = model(_small_input(name))
     assert out.shape == (2, 42) and torch.isfinite(out).all()
     out.mean().backward()
     assert [n for n, p in model.named_parameters() if p.grad is None] == []
@@ -82,7 +88,7 @@ def test_forward_backward_reaches_every_parameter(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_torchscript_fx_and_fx_torchscript_equal_eager(name):
     model = _eval_model(name)
-    x = torch.randn(*SMALL)
+    x = _small_input(name)
     with torch.no_grad():
         expected = model(x)
         fx = create_feature_extractor(model, return_nodes=[get_graph_node_names(model)[1][-1]])
@@ -93,11 +99,11 @@ def test_torchscript_fx_and_fx_torchscript_equal_eager(name):
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5, msg=f"{name} as {form}")
 
 
-@pytest.mark.parametrize("name", [n for n in MODELS if n.startswith("mobilenext")])
+@pytest.mark.parametrize("name", [n for n in MODELS if n.startswith("mobilenext")] + ["darts_cifar"])
 def test_features_only_and_forward_intermediates_agree(name):
     model = _eval_model(name)
     features = _eval_model(name, features_only=True)  # the same seed: the same weights
-    x = torch.randn(*SMALL)
+    x = _small_input(name)
     with torch.no_grad():
         final, intermediates = model.forward_intermediates(x)
         torch.testing.assert_close(final, model.forward_features(x))
@@ -105,13 +111,13 @@ def test_features_only_and_forward_intermediates_agree(name):
     assert [m.shape[1] for m in maps] == features.feature_info.channels() == [f["num_chs"] for f in model.feature_info]
     for ours, theirs in zip(intermediates, maps, strict=True):
         torch.testing.assert_close(ours, theirs)
-    assert [64 // m.shape[-1] for m in maps] == features.feature_info.reduction()
+    assert [x.shape[-1] // m.shape[-1] for m in maps] == features.feature_info.reduction()
 
 
 @pytest.mark.parametrize("name", ["mobilenext_100_half_id", "mobilenext_efficient_l"])
 def test_bfloat16_after_a_float_forward(name):
     model = _eval_model(name)
-    x = torch.randn(*SMALL)
+    x = _small_input(name)
     with torch.no_grad():
         model(x)
         assert model.to(torch.bfloat16)(x.to(torch.bfloat16)).dtype == torch.bfloat16
