@@ -59,7 +59,9 @@ def test_onnx_round_trip(key, digits, tmp_path):
     assert logits.shape == (3, 10)
 
 
-@pytest.mark.parametrize("key", list(MODELS))
+@pytest.mark.parametrize(
+    "key", [k if k == "alpha 1" else pytest.param(k, marks=pytest.mark.slow) for k in MODELS]
+)  # the ONNX round trip covers every variant; TFLite's conversion path is one
 def test_tflite_round_trip(key, digits, tmp_path):
     report = export_model(_model(key), tmp_path / "m.tflite", verify=digits)
     _assert_matches(report)

@@ -296,6 +296,7 @@ def test_interrupted_search_resumes_exactly(cifar, tmp_path):
         assert len(whole_rows) == len(cut_rows) and whole_rows[-1].split(",")[:5] == cut_rows[-1].split(",")[:5]
 
 
+@pytest.mark.slow  # the sandglass space's search covers the CLI; test_timm_contract runs the IR op's network
 def test_search_cli_with_the_inverted_residual_space(cifar, tmp_path, capsys):
     out = tmp_path / "ir"
     args = [
