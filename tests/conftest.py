@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import pytest
 import torch
 
 import mobilenext  # noqa: F401  (registers the models)
+
+# Under pytest-xdist (`-n`), the workers share the cores: each gets its part, so they do not oversubscribe.
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    torch.set_num_threads(max(1, torch.get_num_threads() // workers))
 
 REFERENCE_DIR = Path(
     os.environ.get("MOBILENEXT_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference")
@@ -81,6 +86,17 @@ QUICK = [
 
 
 DIGITS_EPOCHS = 12
+
+
+@pytest.fixture(autouse=True)
+def _restore_the_package_logger():
+    """``mobilenext.cli.main`` configures the package logger for the process (its own handler, no propagation),
+    as a program should; a test calling it must not leave that to the next test, whose ``caplog`` (on the
+    root logger) would then see nothing. Which tests share a process depends on pytest-xdist's schedule."""
+    logger = logging.getLogger("mobilenext")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture(scope="session")

@@ -67,6 +67,7 @@ def test_shipped_authors_curves_equal_the_release(run):
 
 
 def test_plot_draws_a_run_beside_the_authors(tmp_path):
+    pytest.importorskip("matplotlib", reason="the [plot] extra (the minimum-versions environment has no extras)")
     rows = [
         {
             "epoch": e,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from timm.models import create_feature_extractor, get_graph_node_names
+from timm.models import EfficientNet, create_feature_extractor, get_graph_node_names
 
 import mobilenext  # noqa: F401  (registers the models)
 from mobilenext.models.factory import list_models
@@ -38,13 +38,16 @@ def _eval_model(name: str, **kwargs) -> torch.nn.Module:
 def test_default_cfg_and_head_api_on_the_meta_device(name):
     model = timm.create_model(name, device="meta").eval()
     cfg = model.pretrained_cfg
-    assert model.in_chans == cfg["input_size"][0] and model.num_classes == cfg["num_classes"]
     state = model.state_dict()
-    assert f"{cfg['classifier']}.weight" in state and f"{cfg['first_conv']}.weight" in state
+    assert f"{cfg['classifier']}.weight" in state and state[f"{cfg['first_conv']}.weight"].shape[1] == 3
+    assert model.num_classes == cfg["num_classes"] and cfg["input_size"][0] == 3
+    grey = timm.create_model(name, device="meta", in_chans=1).state_dict()
+    assert grey[f"{cfg['first_conv']}.weight"].shape[1] == 1
     assert {t.device.type for t in [*model.parameters(), *model.buffers()]} == {"meta"}
     with pytest.raises(TypeError):
         timm.create_model(name, device="meta", not_a_model_arg=1)
-    assert inspect.signature(model.reset_classifier).parameters["global_pool"].default is None
+    if name != "mobilenetv2_100_extra_dw":  # timm's own EfficientNet: "avg" up to timm 1.0.30
+        assert inspect.signature(model.reset_classifier).parameters["global_pool"].default is None
 
     x = torch.empty(1, *cfg["input_size"], device="meta")
     features = model.forward_features(x)
@@ -59,8 +62,16 @@ def test_default_cfg_and_head_api_on_the_meta_device(name):
     assert timm.create_model(name, device="meta", num_classes=0, global_pool="")(x).shape == features.shape
 
 
+def _timm_owns_a_head_that_ignores_device(name: str) -> bool:
+    """The extra-dw baseline is timm's EfficientNet, whose reset_classifier puts the new head on the default
+    device and dtype before timm 1.0.21 (when its layers learnt ``device=``/``dtype=``)."""
+    return name == "mobilenetv2_100_extra_dw" and "device" not in inspect.signature(EfficientNet).parameters
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_reset_classifier_keeps_device_dtype_mode_and_frozen_weights(name):
+    if _timm_owns_a_head_that_ignores_device(name):
+        pytest.skip(f"timm {timm.__version__}'s own EfficientNet.reset_classifier ignores the device and dtype")
     model = timm.create_model(name, device="meta").to(dtype=torch.float64).eval()
     model.reset_classifier(0)
     model.reset_classifier(3)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["SqueezeExcite", "factory_device", "feature_take_indices", "graph_capture"]
+__all__ = ["SqueezeExcite", "factory_device", "feature_take_indices", "graph_capture", "safe_globals"]
 
 
 class SqueezeExcite(nn.Module):
@@ -77,3 +77,16 @@ def factory_device(device: str | torch.device | None) -> Iterator[None]:
     argument asks, with any timm: newer timm layers take ``device=``, older ones do not."""
     with torch.device(device) if device is not None else contextlib.nullcontext():
         yield
+
+
+def safe_globals(classes: list[type]) -> contextlib.AbstractContextManager:
+    """Let ``torch.load(weights_only=True)`` rebuild ``classes`` inside the block.
+
+    ``torch.serialization.safe_globals`` is the context manager from torch 2.5; torch 2.4 has only the
+    process-wide ``add_safe_globals``, so there the classes stay allowed after the block (we allow only
+    plain records such as ``argparse.Namespace``, which run no code when rebuilt)."""
+    scoped = getattr(torch.serialization, "safe_globals", None)
+    if scoped is not None:
+        return scoped(classes)
+    torch.serialization.add_safe_globals(classes)
+    return contextlib.nullcontext()

@@ -11,6 +11,7 @@ from timm.layers import ConvNormAct
 from timm.models import EfficientNet, generate_default_cfgs, get_pretrained_cfg, register_model
 from torch import nn
 
+from .._compat import factory_device
 from ..errors import ConfigError
 from .mobilenext import _cfg
 
@@ -59,5 +60,8 @@ def mobilenetv2_100_extra_dw(pretrained: bool = False, **kwargs: Any) -> Efficie
     if pretrained:  # timm would load before the extra convs exist
         raise ConfigError("mobilenetv2_100_extra_dw: load weights with mobilenext.get_model(name, pretrained=PATH).")
     kwargs["pretrained_cfg"] = kwargs.get("pretrained_cfg") or get_pretrained_cfg("mobilenetv2_100_extra_dw")
-    model = timm.create_model("mobilenetv2_100", **{**kwargs, "pretrained": False})
-    return add_depthwise_after_projection(model)
+    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    with factory_device(device):  # timm before 1.0.21: EfficientNet takes no device= or dtype=
+        model = timm.create_model("mobilenetv2_100", **{**kwargs, "pretrained": False})
+        model = add_depthwise_after_projection(model)
+    return model.to(dtype=dtype) if dtype is not None else model

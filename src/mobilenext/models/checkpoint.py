@@ -17,6 +17,7 @@ import torch
 from timm.models import load_state_dict as timm_load_state_dict
 from torch import nn
 
+from .._compat import safe_globals
 from .._io import atomic_path, check_output_file
 from ..errors import CheckpointError, ConfigError
 from .factory import create_model, list_models
@@ -49,8 +50,9 @@ def read_state_dict(path: str | Path, use_ema: bool = True) -> dict[str, torch.T
     _require_file(path)
     try:
         # The authors' checkpoints (saved by an early timm) keep the training args as an argparse.Namespace.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            state_dict = timm_load_state_dict(str(path), use_ema=use_ema)
+        with safe_globals([argparse.Namespace]):
+            # weights_only explicitly: timm before 1.0.26 and torch before 2.6 default to full unpickling
+            state_dict = timm_load_state_dict(str(path), use_ema=use_ema, weights_only=True)
     except Exception as e:  # torch.load and safetensors raise many types for damaged files
         if (refusal := safety_refusal(path, e)) is not None:
             raise CheckpointError(f"checkpoint {path} {refusal}.") from None
