@@ -96,10 +96,26 @@ def test_partial_identity_exports_without_scatter():
     assert {"aten.mul.Tensor", "aten.add.Tensor"} <= ops
 
 
-def test_authors_in_place_identity_does_export_as_scatter():
-    # The contrast that makes the test above meaningful: the authors' in-place add becomes a scatter.
-    block = OfficialMobileNeXt(0.35, identity_multiplier=0.5).features[4]
-    ops = _exported_ops(block, torch.randn(1, block.conv[0].in_channels, 8, 8))
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_authors_forward_slice_assigns_the_shortcut_in_every_shortcut_block(alpha):
+    """Their ``SGBlock.forward`` (``mnext.py``), as documented in ``OfficialMobileNeXt``: every block with
+    stride 1 and equal widths assigns ``out[:, :k] = out[:, :k] + x[:, :k]``, k = C at alpha 1 (their
+    release), C/2 at alpha 1/2; the other channels are the branch's. And it exports as that slice
+    assignment (a scatter), also at alpha 1: the contrast with our block's plain or masked add."""
+    torch.manual_seed(0)
+    model = OfficialMobileNeXt(0.35, identity_multiplier=alpha).eval()
+    shortcut_blocks = [block for block in model.features[1:] if block.use_res_connect]
+    assert len(shortcut_blocks) == 12  # 2 + 2 + 3 + 3 + 2 in the 192/288/384/576/960 stages
+    for block in shortcut_blocks:
+        chs = block.conv[0].in_channels
+        x = torch.randn(1, chs, 5, 5)
+        with torch.no_grad():
+            branch, out = block.conv(x), block(x)
+        k = identity_channels(chs, alpha)
+        assert k == (chs if alpha == 1 else chs // 2)
+        torch.testing.assert_close(out[:, :k], branch[:, :k] + x[:, :k], rtol=0, atol=0)
+        torch.testing.assert_close(out[:, k:], branch[:, k:], rtol=0, atol=0)
+    ops = _exported_ops(shortcut_blocks[0], torch.randn(1, shortcut_blocks[0].conv[0].in_channels, 8, 8))
     assert any(("scatter" in op) or ("copy_" in op) or ("index_put" in op) for op in ops), ops
 
 

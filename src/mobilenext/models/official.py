@@ -1,14 +1,15 @@
 """The authors' released layout: a reference model and the key mapping to ours.
 
-The authors' code (github.com/zhoudaquan/rethinking_bottleneck_design) keeps every block as one flat
-``nn.Sequential`` called ``conv`` of conv / BN / ReLU6 modules, numbered by position, so the same layer has
-a different index depending on which depthwise convs the block has. Our blocks name their layers
-(``conv_dw1``, ``conv_reduce``, ``conv_expand``, ``conv_dw2``); :func:`official_module_names` pairs the
-two by walking our model.
+The authors' released code (github.com/yitu-opensource/MobileNeXt, ``codebase/models/mnext.py``) keeps
+every block as one flat ``nn.Sequential`` called ``conv`` of conv / BN / ReLU6 modules, numbered by
+position, so the same layer has a different index depending on which depthwise convs the block has. Our
+blocks name their layers (``conv_dw1``, ``conv_reduce``, ``conv_expand``, ``conv_dw2``);
+:func:`official_module_names` pairs the two by walking our model.
 
-:class:`OfficialMobileNeXt` mirrors the authors' module structure and forward, including the in-place
-slice add of the partial identity. It is the reference our tests compare against and the baseline of the
-export benchmarks; use :class:`~mobilenext.models.MobileNeXt` for anything else.
+:class:`OfficialMobileNeXt` mirrors the authors' module structure and forward, including the slice
+assignment of the shortcut in every block that has one, at any identity multiplier. It is the reference
+our tests compare against and the baseline of the benchmarks (``authors:`` models); use
+:class:`~mobilenext.models.MobileNeXt` for anything else.
 """
 
 from __future__ import annotations
@@ -39,16 +40,17 @@ class _OfficialSandglass(nn.Module):
         self.conv = nn.Sequential(*layers)
         self.use_res_connect = stride == 1 and inp == oup
         self.identity_channels = identity_channels(inp, identity_multiplier)
-        self.use_identity = identity_multiplier != 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Their ``SGBlock.forward``: in every block with a shortcut, the first ``C / identity_div`` channels
+        of the output are *assigned through a slice*, ``out[:, :k] = out[:, :k] + x[:, :k]``. Their released
+        code has ``identity_div = 1``, so at alpha 1 the whole tensor goes through that slice assignment
+        (exported: a slice, an add and a scatter per block, not one add); alpha < 1 narrows the slice."""
         out = self.conv(x)
-        if not self.use_res_connect:
-            return out
-        if self.use_identity:
-            out[:, : self.identity_channels] += x[:, : self.identity_channels]  # the authors' in-place add
-            return out
-        return out + x
+        if self.use_res_connect:
+            k = self.identity_channels
+            out[:, :k] = out[:, :k] + x[:, :k]
+        return out
 
 
 class OfficialMobileNeXt(nn.Module):
