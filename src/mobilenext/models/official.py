@@ -45,7 +45,8 @@ class _OfficialSandglass(nn.Module):
         """Their ``SGBlock.forward``: in every block with a shortcut, the first ``C / identity_div`` channels
         of the output are *assigned through a slice*, ``out[:, :k] = out[:, :k] + x[:, :k]``. Their released
         code has ``identity_div = 1``, so at alpha 1 the whole tensor goes through that slice assignment
-        (exported: a slice, an add and a scatter per block, not one add); alpha < 1 narrows the slice."""
+        (``torch.export``: a slice, an add and a copy/scatter per block; torch's ONNX exporter folds the
+        full-width case into one Add, the narrower slice of alpha < 1 into a ScatterND)."""
         out = self.conv(x)
         if self.use_res_connect:
             k = self.identity_channels
