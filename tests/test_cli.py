@@ -17,8 +17,10 @@ from PIL import Image
 
 import mobilenext
 from conftest import reference_params_madds
+from helpers import randomise_norms
 from mobilenext import ImageError
 from mobilenext.cli import main
+from mobilenext.inference import predict
 from mobilenext.models import save_safetensors
 
 
@@ -91,6 +93,18 @@ def test_inference_model_imagenet_names_and_arrays():
     assert 0 <= result["pred_label"] < 1000 and 0.0 < result["pred_score"] <= 1.0
     assert result["pred_class"] == timm.data.ImageNetInfo().index_to_description(result["pred_label"])
     assert np.all(np.diff(result["pred_scores"]) <= 0)
+
+
+def test_predict_runs_the_fused_form_and_leaves_the_model_alone():
+    model = randomise_norms(mobilenext.create_model("mobilenext_035", num_classes=10)).train()
+    image = np.random.default_rng(2).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    ((_, top),) = list(predict(model, [image], topk=10))
+    assert model.training and sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 74
+    transform = timm.data.create_transform(**timm.data.resolve_model_data_config(model))
+    with torch.no_grad():
+        expected = model.eval()(transform(Image.fromarray(image))[None]).softmax(-1)[0]
+    assert [label for label, _, _ in top] == expected.argsort(descending=True).tolist()
+    assert [score for _, _, score in top] == pytest.approx(expected.sort(descending=True).values.tolist(), abs=1e-6)
 
 
 def test_inference_model_rejects_a_non_image(tmp_path):

@@ -1,4 +1,4 @@
-"""Exports run back in their own runtimes (onnxruntime, LiteRT, torch.export) and match PyTorch."""
+"""Exports run back in their own runtimes (onnxruntime, LiteRT, ExecuTorch, torch.export) and match PyTorch."""
 
 from __future__ import annotations
 
@@ -68,6 +68,24 @@ def test_tflite_round_trip(key, digits, tmp_path):
     assert report.input_shape == (1, 3, SIZE, SIZE)
 
 
+@pytest.mark.parametrize("key", list(MODELS))
+def test_executorch_round_trip(key, digits, tmp_path):
+    report = export_model(_model(key), tmp_path / "m.pte", verify=digits)
+    _assert_matches(report)
+    assert report.input_shape == (1, 3, SIZE, SIZE)  # a phone file: batch 1, run image by image
+    operators, delegates = _executorch_plan(report.path)
+    assert operators == [] and set(delegates) == {"XnnpackBackend"}  # all of it runs in XNNPACK's kernels
+    assert open_runner(report.path)(digits[:3].numpy()).shape == (3, 10)
+
+
+def _executorch_plan(path) -> tuple[list[str], list[str]]:
+    """The operators a ``.pte`` file runs in ExecuTorch's own kernels, and the delegates it hands the rest to."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    plan = deserialize_pte_binary(path.read_bytes()).program.execution_plan[0]
+    return [op.name for op in plan.operators], [delegate.id for delegate in plan.delegates]
+
+
 def test_torch_export_program_round_trip(digits, tmp_path):
     report = export_model(_model("alpha 1/2"), tmp_path / "m.pt2", verify=digits)
     _assert_matches(report, tolerance=1e-5)
@@ -104,6 +122,18 @@ def test_int8_tflite_agrees_with_float_on_most_labels(digits_checkpoint, tmp_pat
     assert abs(report.top1_exported - report.top1_reference) <= 5
     float_file = export_checkpoint(None, digits_checkpoint, tmp_path / "f.tflite", "tflite", verify_images=4)
     assert report.megabytes < 0.4 * float_file.megabytes  # int8 weights: about a quarter of float32
+
+
+def test_int8_executorch_agrees_with_float_on_most_labels(digits_checkpoint, tmp_path):
+    report = export_checkpoint(
+        None, digits_checkpoint, tmp_path / "q.pte", "pte", int8=True, calibration_images=64, verify_images=0
+    )
+    assert report.int8 and report.images == 359 and report.input_shape == (1, 3, 32, 32)
+    assert report.top1_reference > 80 and report.top1_agreement >= 0.9
+    assert abs(report.top1_exported - report.top1_reference) <= 5
+    float_bytes = 4 * sum(p.numel() for p in mobilenext.create_model("mobilenext_035", num_classes=10).parameters())
+    assert report.megabytes * 2**20 < 0.4 * float_bytes  # int8 weights: about a quarter of float32
+    assert _executorch_plan(report.path)[0] == []  # no (de)quantize op left outside XNNPACK's int8 kernels
 
 
 def test_export_cli_checks_the_file_and_names_the_model(digits_checkpoint, tmp_path, capsys):
@@ -153,7 +183,7 @@ def test_unsupported_format_and_options(tmp_path):
     model = mobilenext.create_model("mobilenext_035")
     with pytest.raises(ConfigError, match="unsupported export format '.pb'"):
         export_model(model, tmp_path / "m.pb")
-    with pytest.raises(ConfigError, match="int8 export is for TFLite"):
+    with pytest.raises(ConfigError, match="int8 export is for TFLite and ExecuTorch"):
         export_model(model, tmp_path / "m.onnx", int8=True, calibration=torch.zeros(1, 3, 8, 8))
     with pytest.raises(ConfigError, match="should end in .tflite"):
         export_model(model, tmp_path / "m.onnx", fmt="tflite")
@@ -168,7 +198,8 @@ def test_output_in_a_missing_folder(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    ("module", "extra", "fmt"), [("onnxruntime", "onnx", "onnx"), ("litert_torch", "tflite", "tflite")]
+    ("module", "extra", "fmt"),
+    [("onnxruntime", "onnx", "onnx"), ("litert_torch", "tflite", "tflite"), ("executorch.exir", "executorch", "pte")],
 )
 def test_missing_runtime_package_names_the_extra(module, extra, fmt, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, module, None)  # what an uninstalled package looks like to import

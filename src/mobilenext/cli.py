@@ -293,15 +293,17 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
+    from .deploy.export import EXPORT_FORMATS
+
     p.description = (
         "Export a model with BatchNorm folded, then run the file in its own runtime (onnxruntime, "
-        "LiteRT, torch.export) on real images and compare with PyTorch."
+        "LiteRT, ExecuTorch, torch.export) on real images and compare with PyTorch."
     )
     p.add_argument("--model", help="model name (default: the checkpoint's)")
     p.add_argument("--checkpoint", help="training checkpoint or weights file (default: random weights)")
-    p.add_argument("--format", choices=("onnx", "tflite", "pt2"), default="onnx")
-    p.add_argument("--int8", action="store_true", help="8-bit post-training quantization (TFLite; PT2E)")
-    p.add_argument("-o", "--output", help="output file (default: MODEL[_int8].onnx|.tflite|.pt2 here)")
+    p.add_argument("--format", choices=tuple(EXPORT_FORMATS), default="onnx")
+    p.add_argument("--int8", action="store_true", help="8-bit post-training quantization (TFLite, ExecuTorch; PT2E)")
+    p.add_argument("-o", "--output", help="output file (default: MODEL[_int8].onnx|.tflite|.pte|.pt2 here)")
     add_overwrite_flag(p)
     p.add_argument("--data", help="images for calibration and checks (default: the checkpoint's, else digits)")
     p.add_argument("--dataset", help="timm dataset name (hfds/..., wds/...)")
@@ -332,7 +334,7 @@ def _benchmark_arguments(p: argparse.ArgumentParser) -> None:
         default=list(DEFAULT_RUNTIMES),
         choices=RUNTIMES,
         metavar="RUNTIME",
-        help=f"from {', '.join(RUNTIMES)} (default: all but tflite-int8)",
+        help=f"from {', '.join(RUNTIMES)} (default: {', '.join(DEFAULT_RUNTIMES)})",
     )
     p.add_argument("--baseline", default="mobilenetv2_100", help="model the ratios divide by")
     p.add_argument("--img-size", type=COUNT, default=224)
@@ -384,7 +386,9 @@ COMMANDS = {
         "Under `torchrun --nproc_per_node=N -m mobilenext train ...` it runs DDP.",
     ),
     "validate": _Command("top-1/top-5/loss/speed of a checkpoint on a dataset", _validate_arguments),
-    "export": _Command("ONNX / TFLite (float or int8) / torch.export file, checked in its runtime", _export_arguments),
+    "export": _Command(
+        "ONNX / TFLite / ExecuTorch (float or int8) / torch.export file, checked in its runtime", _export_arguments
+    ),
     "benchmark": _Command(
         "latency, throughput and memory against MobileNetV2 on several runtimes", _benchmark_arguments
     ),

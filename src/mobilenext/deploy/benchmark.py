@@ -32,7 +32,7 @@ from .._plot import pyplot, save_png
 from ..errors import ConfigError, UnknownModelError
 from ..models.factory import create_model
 from ..tables import format_table
-from .export import export_model
+from .export import EXPORT_FORMATS, export_model
 from .runtimes import OnnxRunner, Runner, TorchRunner, open_runner
 from .samples import sample_images
 
@@ -47,8 +47,16 @@ __all__ = [
     "top1_of",
 ]
 
-RUNTIMES = ("eager", "compiled", "onnxruntime", "tflite", "tflite-int8")
-DEFAULT_RUNTIMES = ("eager", "compiled", "onnxruntime", "tflite")
+# Runtimes that run an exported file: (export format, int8).
+FILE_RUNTIMES = {
+    "onnxruntime": ("onnx", False),
+    "tflite": ("tflite", False),
+    "tflite-int8": ("tflite", True),
+    "executorch": ("pte", False),
+    "executorch-int8": ("pte", True),
+}
+RUNTIMES = ("eager", "compiled", *FILE_RUNTIMES)
+DEFAULT_RUNTIMES = ("eager", "compiled", "onnxruntime", "tflite", "executorch")
 DEFAULT_MODELS = ("mobilenext_100", "mobilenext_100_half_id", "mobilenetv2_100")
 AUTHORS = "authors:"  # prefix: the authors' forward (in-place slice add), e.g. authors:mobilenext_100_half_id
 
@@ -111,9 +119,9 @@ def _runner_factory(
     """What builds the runner; exports happen here, before memory is measured, and are checked."""
     if runtime in ("eager", "compiled"):
         return lambda: TorchRunner(build_model(spec), compiled=runtime == "compiled", threads=threads)
+    fmt, int8 = FILE_RUNTIMES[runtime]
     name = re.sub(r"[^\w.-]", "_", spec)
-    path = workdir / f"{name}-{runtime}{'.onnx' if runtime == 'onnxruntime' else '.tflite'}"
-    int8 = runtime == "tflite-int8"
+    path = workdir / f"{name}-{runtime}{EXPORT_FORMATS[fmt]}"
     export_model(
         build_model(spec),
         path,

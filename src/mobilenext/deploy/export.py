@@ -1,4 +1,5 @@
-"""Export a model to ONNX, TFLite (float or int8) or a ``torch.export`` program, and prove the file works.
+"""Export a model to ONNX, TFLite or ExecuTorch (float or int8) or a ``torch.export`` program, and prove the
+file works.
 
 Every export is run back in its own runtime on real images and compared with the PyTorch model it came
 from: the report carries the largest logit difference and how often the top-1 labels agree. Files are
@@ -38,11 +39,14 @@ __all__ = [
     "calibrate_norms",
 ]
 
-EXPORT_FORMATS = {"onnx": ".onnx", "tflite": ".tflite", "pt2": ".pt2"}
+EXPORT_FORMATS = {"onnx": ".onnx", "tflite": ".tflite", "pte": ".pte", "pt2": ".pt2"}
+INT8_FORMATS = ("tflite", "pte")  # PT2E with the runtime's own quantizer (see quantize.py)
+BATCH_1_FORMATS = ("tflite", "pte")  # phone files: static shapes, batch 1 (the others take any batch)
 # What each format needs to write and to check its file, by extra of mobilenext.
 _TOOLCHAINS = {
     "onnx": ("onnx", ("onnx", "onnxscript", "onnxruntime")),
     "tflite": ("tflite", ("litert_torch", "ai_edge_litert.interpreter")),
+    "pte": ("executorch", ("executorch.exir", "executorch.backends.xnnpack.partition", "executorch.runtime")),
     "pt2": ("", ()),
 }
 
@@ -140,9 +144,23 @@ def _export_tflite(model: nn.Module, example: torch.Tensor, path: Path, calibrat
     else:
         from litert_torch.quantize.quant_config import QuantConfig
 
-        quantized, quantizer = quantize_pt2e(model, calibration)
+        quantized, quantizer = quantize_pt2e(model, calibration, "tflite")
         converted = litert_torch.convert(quantized, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
     converted.export(str(path))
+
+
+def _export_pte(model: nn.Module, example: torch.Tensor, path: Path, calibration: torch.Tensor | None) -> None:
+    """ExecuTorch with every op it can delegate in XNNPACK's kernels (the CPU backend ExecuTorch ships for
+    phones). A shape of its own per file: memory is planned for the largest input a dynamic dimension
+    allows, so a dynamic batch would reserve that much for every call."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    if calibration is not None:
+        model = quantize_pt2e(model, calibration, "executorch")[0]
+    program = torch.export.export(model, (example,))
+    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    path.write_bytes(lowered.to_executorch().buffer)
 
 
 def _export_program(model: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -166,7 +184,7 @@ def export_model(
     """Write ``model`` (BN folded) to ``path`` and check the file in its runtime on the ``verify`` images
     against ``model`` itself (so a wrong fold would show too).
 
-    ``fmt`` defaults to the file suffix. ``int8`` (TFLite only) quantizes after calibrating on the
+    ``fmt`` defaults to the file suffix. ``int8`` (TFLite and ExecuTorch) quantizes after calibrating on the
     ``calibration`` images. ``verify`` defaults to random inputs, which check the arithmetic but not the
     labels; pass real images, and their ``labels`` to get the top-1 accuracy before and after export. With
     ``overwrite=False`` an existing ``path`` is an error (``mobilenext export`` without ``--overwrite``).
@@ -175,8 +193,8 @@ def export_model(
     fmt = fmt or next((f for f, suffix in EXPORT_FORMATS.items() if path.suffix == suffix), None)
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unsupported export format {fmt or path.suffix!r}; choose {', '.join(EXPORT_FORMATS)}.")
-    if int8 and fmt != "tflite":
-        raise ConfigError(f"int8 export is for TFLite (PT2E + LiteRT quantizer); use --format tflite, not {fmt}.")
+    if int8 and fmt not in INT8_FORMATS:
+        raise ConfigError(f"int8 export is for TFLite and ExecuTorch (PT2E); use --format tflite or pte, not {fmt}.")
     if int8 and calibration is None:
         raise ConfigError("int8 export needs calibration images.")
     check_output_file(path, overwrite, EXPORT_FORMATS[fmt])
@@ -187,14 +205,18 @@ def export_model(
     original, model = model.eval(), fuse(model).float()
     if verify is None:
         verify = torch.randn(8, 3, img_size, img_size, generator=torch.Generator().manual_seed(0))
-    # TFLite files hold batch 1; the others take any batch, and tracing them at batch 1 would fix it to 1.
-    example = verify[:1].float() if fmt == "tflite" else verify[:1].float().expand(2, -1, -1, -1).contiguous()
+    # Phone files hold batch 1; the others take any batch, and tracing them at batch 1 would fix it to 1.
+    example = verify[:1].float()
+    if fmt not in BATCH_1_FORMATS:
+        example = example.expand(2, -1, -1, -1).contiguous()
     start = time.perf_counter()
     with atomic_path(path, overwrite=overwrite) as tmp, exporter_errors(fmt):
         if fmt == "onnx":
             _export_onnx(model, example, tmp)
         elif fmt == "tflite":
             _export_tflite(model, example, tmp, calibration if int8 else None)
+        elif fmt == "pte":
+            _export_pte(model, example, tmp, calibration if int8 else None)
         else:
             _export_program(model, example, tmp)
     seconds = time.perf_counter() - start
@@ -204,7 +226,7 @@ def export_model(
     runner = open_runner(path, threads=threads)
     logits = np.concatenate([runner(chunk.numpy()) for chunk in verify.split(32)])
     diff, agreement = compare_logits(reference, logits)
-    shape = ("N" if fmt != "tflite" else 1, *example.shape[1:])
+    shape = (1 if fmt in BATCH_1_FORMATS else "N", *example.shape[1:])
     report = ExportReport(
         path,
         fmt,

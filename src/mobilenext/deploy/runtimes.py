@@ -2,7 +2,7 @@
 
 Exports are verified and benchmarked through these runners, so a number in a report always comes from
 the runtime a phone or server would use: PyTorch (eager or ``torch.compile``), onnxruntime, the LiteRT
-(TFLite) interpreter with XNNPACK, or a ``torch.export`` program.
+(TFLite) interpreter with XNNPACK, ExecuTorch with its XNNPACK delegate, or a ``torch.export`` program.
 """
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ from torch import nn
 from ..errors import ConfigError, require
 from .fuse import fuse
 
-__all__ = ["Runner", "TorchRunner", "OnnxRunner", "TFLiteRunner", "ExportedProgramRunner", "open_runner"]
+__all__ = [
+    "Runner",
+    "TorchRunner",
+    "OnnxRunner",
+    "TFLiteRunner",
+    "ExecuTorchRunner",
+    "ExportedProgramRunner",
+    "open_runner",
+]
 
 
 class Runner:
@@ -103,6 +111,30 @@ class TFLiteRunner(Runner):
         return np.concatenate([self._invoke(image[None]) for image in batch])
 
 
+class ExecuTorchRunner(Runner):
+    """A ``.pte`` program in ExecuTorch's Python runtime, which runs the same C++ runtime and XNNPACK delegate
+    as the phone libraries.
+
+    Like a TFLite file it holds batch 1 and a batch runs image by image. ExecuTorch has one thread pool per
+    process; ``threads`` resizes it (its only handle from Python is the underscored
+    ``_unsafe_reset_threadpool``: safe here because no method of this runner is running while it resets).
+    """
+
+    name = "executorch"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        runtime = require("executorch.runtime", "executorch")
+        if threads:
+            from executorch.extension.pybindings import portable_lib
+
+            portable_lib._unsafe_reset_threadpool(threads)
+        self.method = runtime.Runtime.get().load_program(Path(path)).load_method("forward")
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        images = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        return torch.cat([self.method.execute([image])[0] for image in images.split(1)]).numpy()
+
+
 class ExportedProgramRunner(Runner):
     """A ``torch.export`` program (``.pt2``) loaded back with ``torch.export.load``."""
 
@@ -118,7 +150,7 @@ class ExportedProgramRunner(Runner):
         return self.module(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
 
 
-_FILE_RUNNERS = {".onnx": OnnxRunner, ".tflite": TFLiteRunner, ".pt2": ExportedProgramRunner}
+_FILE_RUNNERS = {".onnx": OnnxRunner, ".tflite": TFLiteRunner, ".pte": ExecuTorchRunner, ".pt2": ExportedProgramRunner}
 
 
 def open_runner(path: str | Path, threads: int | None = None) -> Runner:
