@@ -8,7 +8,7 @@ from torch import nn
 
 import mobilenext
 from helpers import randomise_norms
-from mobilenext.deploy import fuse
+from mobilenext.deploy import ConvAct, fuse
 
 
 @pytest.mark.parametrize(
@@ -30,3 +30,11 @@ def test_fused_model_equals_unfused(name, kwargs):
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         torch.testing.assert_close(fused(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_fuse_leaves_one_module_per_conv_in_the_sandglass_block():
+    block = fuse(mobilenext.create_model("mobilenext_100")).blocks[3][1]
+    # Activated layers become a ConvAct, the two linear ones their bare conv: no wrappers, no Identity calls.
+    assert [type(block.conv_dw1), type(block.conv_expand)] == [ConvAct, ConvAct]
+    assert [type(block.conv_reduce), type(block.conv_dw2)] == [nn.Conv2d, nn.Conv2d]
+    assert isinstance(block.conv_dw1.act, nn.ReLU6)

@@ -6,9 +6,9 @@ so a conv followed by a BatchNorm of its width among a module's children is a pa
 keeps its activation (and dropout) after folding. A norm with no conv right before it among its siblings
 (the efficient models' ``head_norm``) stays. The tests check the fused model against the original.
 
-A ``ConvNormAct`` whose norm was folded then becomes one :class:`ConvAct`: in eager PyTorch at batch 1 the
-module calls around each conv are a measurable share of the time (timm's wrapper, the conv, the activation),
-and the sandglass block has four such convs.
+A ``ConvNormAct`` whose norm was folded then becomes one :class:`ConvAct`, or its bare conv if linear: in
+eager PyTorch at batch 1 the module calls around each conv are a measurable share of the time (timm's
+wrapper, the conv, the activation), and the sandglass block has four such convs.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def _fuse_children(parent: nn.Module) -> int:
 
 
 def _collapse_conv_norm_act(parent: nn.Module) -> None:
-    """Replace every ``ConvNormAct`` whose norm is folded (a plain conv, then its activation) by a ConvAct."""
+    """Replace every ``ConvNormAct`` whose norm is folded (a plain conv, then its activation) by a ConvAct,
+    or by the bare conv where no activation follows (the sandglass block's two linear layers)."""
     for name, child in parent.named_children():
         folded = (
             isinstance(child, ConvNormAct)
@@ -87,10 +88,12 @@ def _collapse_conv_norm_act(parent: nn.Module) -> None:
             and not isinstance(child.bn, nn.modules.batchnorm._BatchNorm)
             and isinstance(getattr(child, "aa", None), (nn.Identity, type(None)))
         )
-        if folded:
-            setattr(parent, name, ConvAct(child.conv, child.bn))
-        else:
+        if not folded:
             _collapse_conv_norm_act(child)
+        elif isinstance(child.bn, nn.Identity):
+            setattr(parent, name, child.conv)
+        else:
+            setattr(parent, name, ConvAct(child.conv, child.bn))
 
 
 @torch.no_grad()
