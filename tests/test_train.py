@@ -236,7 +236,9 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert "16 x 2 process(es)" in proc.stdout
     state = load_training_checkpoint(run / "last.pth")
     assert state["num_updates"] == 1438 // (16 * 2)  # each rank takes half of every global batch
-    # The metrics were summed over both ranks' shards: one process re-measures the same numbers.
+    # The metrics were summed over both ranks' shards, each measured with the BatchNorm statistics the
+    # checkpoint saves: one process re-measures the same numbers (the loss to float precision).
     logged = _summary(run)[0]
     measured = validate(run / "last.pth")
     assert measured["top1"] == pytest.approx(float(logged["eval_prec1"]), abs=1e-6)
+    assert measured["loss"] == pytest.approx(float(logged["eval_loss"]), rel=1e-5)

@@ -16,7 +16,7 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
-from timm.utils import ModelEmaV3
+from timm.utils import ModelEmaV3, distribute_bn
 from torch import nn
 
 from ..data import create_loader, create_transforms, open_datasets, resolve_transform_config
@@ -207,6 +207,13 @@ class ClassificationTask(Task):
     def evaluate(self) -> dict[str, Any]:
         """The model, and its EMA when kept; ``score`` (what picks the best checkpoint) follows timm: EMA if any."""
         common = dict(amp=self.cfg.amp, channels_last=self.cfg.channels_last, progress=self.dist.is_main)
+        if self.dist.distributed:
+            # Each rank's last training forward updated its own BatchNorm statistics (DDP broadcasts them only
+            # at the next forward): average them, timm's --dist-bn reduce, so that every rank's shard is
+            # measured with the statistics the checkpoint saves.
+            for model in (self.model, self.ema.module if self.ema is not None else None):
+                if model is not None:
+                    distribute_bn(model, self.dist.world_size, reduce=True)
         metrics = {"model": evaluate(self.model, self.val_loader, self.device, **common)}
         if self.ema is not None:
             metrics["ema"] = evaluate(self.ema.module, self.val_loader, self.device, **common)
