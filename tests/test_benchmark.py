@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mobilenext.cli import main
-from mobilenext.deploy.benchmark import benchmark, build_model, profile_onnx, top1_of
+from mobilenext.deploy.benchmark import TUNING_VARIABLES, benchmark, build_model, profile_onnx, top1_of
 from mobilenext.errors import ConfigError, UnknownModelError
 from mobilenext.models.official import OfficialMobileNeXt
 
@@ -33,6 +33,15 @@ def test_every_model_runtime_pair_is_measured(report):
         assert 0 < row["p50_ms"] <= row["p90_ms"]
         assert row["img_s_b4"] > 0 and row["peak_mb"] is not None and row["peak_mb"] >= 0
     assert report.rows[0]["top1_paper"] == 64.7  # the paper's MobileNeXt-0.35
+
+
+def test_the_report_names_the_process_settings_that_change_pytorch_timings(monkeypatch):
+    for name in TUNING_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4000000000")
+    monkeypatch.setenv("TORCHINDUCTOR_FREEZING", "1")
+    report = benchmark(["mobilenext_035"], ["eager"], baseline="mobilenext_035", **QUICK)
+    assert report.settings["tuning"] == "TORCHINDUCTOR_FREEZING=1 MALLOC_TRIM_THRESHOLD_=4000000000"
 
 
 def test_ratios_divide_by_the_baseline_on_the_same_runtime(report):

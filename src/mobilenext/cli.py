@@ -204,6 +204,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         baseline=args.baseline,
     )
     print(report.table(args.format), end="", file=args.out)
+    print(report.settings_line, file=sys.stderr)
     if args.output:
         print("wrote " + ", ".join(str(p) for p in report.save(args.output, args.overwrite)), file=sys.stderr)
     return 0

@@ -13,6 +13,7 @@ Peak memory is approximate: the growth of the process's resident set from before
 from __future__ import annotations
 
 import gc
+import os
 import random
 import re
 import tempfile
@@ -38,6 +39,7 @@ from .samples import sample_images
 
 __all__ = [
     "RUNTIMES",
+    "TUNING_VARIABLES",
     "DEFAULT_MODELS",
     "BenchmarkReport",
     "benchmark",
@@ -58,6 +60,9 @@ FILE_RUNTIMES = {
 RUNTIMES = ("eager", "compiled", *FILE_RUNTIMES)
 DEFAULT_RUNTIMES = ("eager", "compiled", "onnxruntime", "tflite", "executorch")
 DEFAULT_MODELS = ("mobilenext_100", "mobilenext_100_half_id", "mobilenetv2_100")
+# Process settings that change PyTorch's CPU numbers by up to 2x (README: "CPU memory allocator", "Compiled
+# PyTorch"); the report names those that were set, so that a table says what it was measured with.
+TUNING_VARIABLES = ("TORCHINDUCTOR_FREEZING", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")
 AUTHORS = "authors:"  # prefix: the authors' forward (in-place slice add), e.g. authors:mobilenext_100_half_id
 
 
@@ -181,6 +186,10 @@ class BenchmarkReport:
     def table(self, fmt: str = "table") -> str:
         return format_table(self.rows, fmt)
 
+    @property
+    def settings_line(self) -> str:
+        return "Settings: " + ", ".join(f"{k} {v}" for k, v in self.settings.items()) + "."
+
     FILES = ("benchmark.csv", "benchmark.md", "benchmark.png")
 
     @classmethod
@@ -198,11 +207,10 @@ class BenchmarkReport:
         self.check_outputs(folder, overwrite)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        settings = ", ".join(f"{k} {v}" for k, v in self.settings.items())
         written = []
         for name, text in (
             ("benchmark.csv", self.table("csv")),
-            ("benchmark.md", f"Settings: {settings}.\n\n{self.table('markdown')}"),
+            ("benchmark.md", f"{self.settings_line}\n\n{self.table('markdown')}"),
         ):
             with atomic_path(folder / name, overwrite=overwrite) as tmp:
                 tmp.write_text(text)
@@ -313,6 +321,7 @@ def benchmark(
         "batch-1 rounds": rounds,
         f"batch-{batch_size} rounds": batch_rounds,
         "torch": torch.__version__,
+        "tuning": " ".join(f"{name}={os.environ[name]}" for name in TUNING_VARIABLES if os.environ.get(name)) or "none",
     }
     return BenchmarkReport(_rows(entries, batch_size, baseline), settings)
 
