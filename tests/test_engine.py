@@ -99,6 +99,7 @@ _NAN_ON_RANK_1 = textwrap.dedent("""
             print(f"rank {rank} {name}: finished", flush=True)
         except TrainingDiverged as error:
             print(f"rank {rank} {name}: stopped after {time.monotonic() - start:.1f}s: {error}", flush=True)
+    dist.barrier()  # both ranks are done with the group before either tears it down
     dist.destroy_process_group()
 """)
 
