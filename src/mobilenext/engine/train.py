@@ -211,9 +211,8 @@ class ClassificationTask(Task):
             # Each rank's last training forward updated its own BatchNorm statistics (DDP broadcasts them only
             # at the next forward): average them, timm's --dist-bn reduce, so that every rank's shard is
             # measured with the statistics the checkpoint saves.
-            for model in (self.model, self.ema.module if self.ema is not None else None):
-                if model is not None:
-                    distribute_bn(model, self.dist.world_size, reduce=True)
+            for model in [self.model] + ([self.ema.module] if self.ema is not None else []):
+                distribute_bn(model, self.dist.world_size, reduce=True)
         metrics = {"model": evaluate(self.model, self.val_loader, self.device, **common)}
         if self.ema is not None:
             metrics["ema"] = evaluate(self.ema.module, self.val_loader, self.device, **common)
