@@ -41,9 +41,9 @@ def test_block_layout_and_shapes():
     assert not block.has_shortcut
     assert block(torch.randn(1, 32, 16, 16)).shape == (1, 64, 8, 8)
     # linear bottleneck: no activation after the reduction or the last depthwise conv
-    assert isinstance(block.conv_reduce.bn.act, nn.Identity)
-    assert isinstance(block.conv_dw2.bn.act, nn.Identity)
-    assert isinstance(block.conv_expand.bn.act, nn.ReLU6)
+    assert [type(m) for m in block.conv_reduce] == [nn.Conv2d, nn.BatchNorm2d]
+    assert [type(m) for m in block.conv_dw2] == [nn.Conv2d, nn.BatchNorm2d]
+    assert [type(m) for m in block.conv_expand] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU6]
 
 
 @pytest.mark.parametrize("alpha, expected_k", [(1.0, 48), (0.5, 24), (1 / 3, 16), (1 / 6, 8)])

@@ -1,12 +1,12 @@
 """Fold BatchNorm into the preceding convolution: free at inference, one op less per layer.
 
-timm models register each conv directly before its norm (``conv``/``bn`` in ``ConvNormAct``;
+timm models register each conv directly before its norm (``conv``/``bn`` in ``ConvNormAct``, ours and timm's;
 ``conv_pw``/``bn1``, ``conv_dw``/``bn2``, ``conv_pwl``/``bn3`` in MobileNetV2 blocks; ``conv_stem``/``bn1``),
 so a conv followed by a BatchNorm of its width among a module's children is a pair to fold. timm's ``BatchNormAct2d``
 keeps its activation (and dropout) after folding. A norm with no conv right before it among its siblings
 (the efficient models' ``head_norm``) stays. The tests check the fused model against the original.
 
-A ``ConvNormAct`` whose norm was folded then becomes one :class:`ConvAct`, or its bare conv if linear: in
+A conv-norm-act layer whose norm was folded then becomes one :class:`ConvAct`, or its bare conv if linear: in
 eager PyTorch at batch 1 the module calls around each conv are a measurable share of the time (timm's
 wrapper, the conv, the activation), and the sandglass block has four such convs.
 """
@@ -16,9 +16,12 @@ from __future__ import annotations
 import copy
 
 import torch
-from timm.layers import BatchNormAct2d, ConvNormAct
+from timm.layers import BatchNormAct2d
+from timm.layers import ConvNormAct as TimmConvNormAct
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from ..models.layers import ConvNormAct
 
 __all__ = ["ConvAct", "fuse"]
 
@@ -79,21 +82,25 @@ def _fuse_children(parent: nn.Module) -> int:
 
 
 def _collapse_conv_norm_act(parent: nn.Module) -> None:
-    """Replace every ``ConvNormAct`` whose norm is folded (a plain conv, then its activation) by a ConvAct,
+    """Replace every conv-norm-act layer whose norm is folded (a plain conv, then its activation) by a ConvAct,
     or by the bare conv where no activation follows (the sandglass block's two linear layers)."""
     for name, child in parent.named_children():
-        folded = (
-            isinstance(child, ConvNormAct)
-            and type(child.conv) is nn.Conv2d
+        if isinstance(child, ConvNormAct) and _plain_conv(child.conv) and isinstance(child.bn, nn.Identity):
+            setattr(parent, name, ConvAct(child.conv, child.act) if hasattr(child, "act") else child.conv)
+        elif (
+            isinstance(child, TimmConvNormAct)
+            and _plain_conv(child.conv)
             and not isinstance(child.bn, nn.modules.batchnorm._BatchNorm)
             and isinstance(getattr(child, "aa", None), (nn.Identity, type(None)))
-        )
-        if not folded:
-            _collapse_conv_norm_act(child)
-        elif isinstance(child.bn, nn.Identity):
-            setattr(parent, name, child.conv)
+        ):
+            setattr(parent, name, child.conv if isinstance(child.bn, nn.Identity) else ConvAct(child.conv, child.bn))
         else:
-            setattr(parent, name, ConvAct(child.conv, child.bn))
+            _collapse_conv_norm_act(child)
+
+
+def _plain_conv(conv: nn.Module) -> bool:
+    # not timm's Conv2dSame, whose forward pads first
+    return type(conv) is nn.Conv2d
 
 
 @torch.no_grad()

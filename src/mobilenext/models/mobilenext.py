@@ -8,13 +8,14 @@ from typing import Any
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import ConvNormAct, SelectAdaptivePool2d, get_norm_act_layer, make_divisible
+from timm.layers import SelectAdaptivePool2d, get_norm_act_layer, make_divisible
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from torch import nn
 from torch.nn import functional as F
 
 from .._compat import factory_device, feature_take_indices
 from ..errors import ConfigError
+from .layers import ConvNormAct
 from .sandglass import SandglassBlock, sandglass_reduced_channels
 
 __all__ = ["ABLATIONS", "AUTHORS_TOP1", "MobileNeXt", "MOBILENEXT_STAGES", "PAPER_FIGURES", "mobilenext_arch"]
@@ -174,7 +175,8 @@ class MobileNeXt(nn.Module):
         norm_act = dict(norm_layer=norm_layer, act_layer=act_layer)
 
         self.stem = ConvNormAct(in_chans, stem_chs, 3, stride=2, padding=padding, **norm_act)
-        self.feature_info = [dict(num_chs=stem_chs, reduction=2, module="stem")]
+        # "stem.act": timm's feature extraction flattens the stem (a Sequential) into its layers
+        self.feature_info = [dict(num_chs=stem_chs, reduction=2, module="stem.act")]
         self.stage_ends = [0]  # per feature_info entry: how many stages run before it is taken
 
         num_blocks = sum(len(stage) for stage in stages)

@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from timm.layers import ConvNormAct, make_divisible
+from timm.layers import make_divisible
 from torch import nn
 
+from .layers import ConvNormAct
 from .mobilenext import MOBILENEXT_STAGES, MobileNeXt
 from .sandglass import identity_channels, sandglass_reduced_channels
 
@@ -100,8 +101,7 @@ def official_module_names(model: MobileNeXt) -> Iterator[tuple[str, str]]:
                 ours = f"blocks.{stage_idx}.{block_idx}.{name}"
                 yield f"{ours}.conv", f"features.{feature_idx}.conv.{position}"
                 yield f"{ours}.bn", f"features.{feature_idx}.conv.{position + 1}"
-                has_act = not isinstance(layer.bn.act, nn.Identity)
-                position += 3 if has_act else 2  # conv, BN [, ReLU6] in the authors' flat Sequential
+                position += len(layer)  # conv, BN [, ReLU6]: the same three in the authors' flat Sequential
             feature_idx += 1
     yield "classifier", "classifier.1"
 

@@ -14,14 +14,16 @@ The identity tensor multiplier alpha adds the shortcut to the first alpha*C' cha
 shows alpha = 1/2 keeps accuracy and saves the memory traffic of the other half.
 """
 
+import functools
 import math
 
 import torch
-from timm.layers import ConvNormAct, DropPath, make_divisible
+from timm.layers import DropPath, make_divisible
 from torch import nn
 
 from .._compat import SqueezeExcite, graph_capture
 from ..errors import ConfigError
+from .layers import ConvNormAct
 
 __all__ = ["SandglassBlock", "sandglass_reduced_channels", "identity_channels"]
 
@@ -96,19 +98,15 @@ class SandglassBlock(nn.Module):
             raise ConfigError(f"sandglass stride must be 1 or 2, got {stride}.")
         if stride == 2 and not dw_out:
             raise ConfigError("a stride-2 sandglass block needs its trailing depthwise conv (dw_out=True).")
-        norm_act = dict(norm_layer=norm_layer, act_layer=act_layer, padding=padding)
-        self.conv_dw1 = ConvNormAct(in_chs, in_chs, kernel_size, groups=in_chs, **norm_act) if dw_in else nn.Identity()
+        layer = functools.partial(ConvNormAct, kernel_size=1, norm_layer=norm_layer, padding=padding)
+        dw = dict(kernel_size=kernel_size, groups=in_chs)
+        self.conv_dw1 = layer(in_chs, in_chs, **dw, act_layer=act_layer) if dw_in else nn.Identity()
         self.bypass_chs = bypass_chs
         self.squeezed_in_chs = in_chs - bypass_chs
-        self.conv_reduce = ConvNormAct(
-            self.squeezed_in_chs, reduced_chs, 1, groups=pw_groups, apply_act=False, **norm_act
-        )
-        self.conv_expand = ConvNormAct(reduced_chs, out_chs - bypass_chs, 1, groups=pw_groups, **norm_act)
-        self.conv_dw2 = (
-            ConvNormAct(out_chs, out_chs, kernel_size, stride=stride, groups=out_chs, apply_act=False, **norm_act)
-            if dw_out
-            else nn.Identity()
-        )
+        self.conv_reduce = layer(self.squeezed_in_chs, reduced_chs, groups=pw_groups, act_layer=None)  # linear
+        self.conv_expand = layer(reduced_chs, out_chs - bypass_chs, groups=pw_groups, act_layer=act_layer)
+        dw = dict(kernel_size=kernel_size, groups=out_chs, stride=stride)
+        self.conv_dw2 = layer(out_chs, out_chs, **dw, act_layer=None) if dw_out else nn.Identity()  # linear
         self.se = SqueezeExcite(out_chs, rd_channels=se_chs, act_layer=act_layer) if se_chs else nn.Identity()
         self.out_chs = out_chs
         self.has_shortcut = shortcut and stride == 1 and in_chs == out_chs
