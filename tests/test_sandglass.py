@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import timm
 import torch
 from torch import nn
 
+from helpers import randomise_norms
 from mobilenext import ConfigError, SandglassBlock
 from mobilenext.models import OfficialMobileNeXt, identity_channels, sandglass_reduced_channels
+from mobilenext.models.layers import ConvNormAct
 
 
 @pytest.mark.parametrize(
@@ -44,6 +47,28 @@ def test_block_layout_and_shapes():
     assert [type(m) for m in block.conv_reduce] == [nn.Conv2d, nn.BatchNorm2d]
     assert [type(m) for m in block.conv_dw2] == [nn.Conv2d, nn.BatchNorm2d]
     assert [type(m) for m in block.conv_expand] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU6]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(kernel_size=3, stride=2, groups=16, act_layer=nn.ReLU6),
+        dict(kernel_size=1, act_layer=None),
+        dict(kernel_size=3, stride=2, padding="same", act_layer=nn.SiLU),
+    ],
+)
+def test_conv_norm_act_loads_and_matches_timms(kwargs):
+    # checkpoints written while the block was built from timm's ConvNormAct must load unchanged
+    torch.manual_seed(0)
+    timm_kwargs = dict(kwargs, apply_act=kwargs["act_layer"] is not None)
+    if timm_kwargs["act_layer"] is None:
+        del timm_kwargs["act_layer"]
+    theirs = timm.layers.ConvNormAct(16, 16, **timm_kwargs).eval()
+    randomise_norms(theirs)
+    ours = ConvNormAct(16, 16, **kwargs).eval()
+    ours.load_state_dict(theirs.state_dict())  # strict: the same keys and shapes
+    x = torch.randn(2, 16, 9, 9)
+    torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("alpha, expected_k", [(1.0, 48), (0.5, 24), (1 / 3, 16), (1 / 6, 8)])
