@@ -18,6 +18,8 @@ import statistics
 
 import torch
 
+from mobilenext import MobileNeXtError
+from mobilenext.checks import COUNT
 from mobilenext.deploy import fuse
 from mobilenext.deploy.benchmark import AUTHORS, TUNING_VARIABLES, build_model, interleaved_times
 from mobilenext.models import ours_to_official
@@ -38,15 +40,17 @@ def _prepare(model: torch.nn.Module, form: str, runtime: str) -> tuple[torch.nn.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mobilenext_100", help="mobilenext_WWW or mobilenext_WWW_half_id")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[16, 224])
+    parser.add_argument("--sizes", type=COUNT, nargs="+", default=[16, 224])
     parser.add_argument("--runtimes", nargs="+", choices=["eager", "compiled"], default=["eager", "compiled"])
-    parser.add_argument("--rounds", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=COUNT, default=50)
+    parser.add_argument("--threads", type=COUNT, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    ours = build_model(args.model)
-    authors = build_model(AUTHORS + args.model)
+    try:
+        ours, authors = build_model(args.model), build_model(AUTHORS + args.model)
+    except MobileNeXtError as error:
+        raise SystemExit(f"error: {error}") from None
     authors.load_state_dict(ours_to_official(ours.state_dict(), ours))
 
     print("| input | runtime | form | ours ms | authors' ms | ours / authors |")

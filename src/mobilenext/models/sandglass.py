@@ -98,15 +98,19 @@ class SandglassBlock(nn.Module):
             raise ConfigError(f"sandglass stride must be 1 or 2, got {stride}.")
         if stride == 2 and not dw_out:
             raise ConfigError("a stride-2 sandglass block needs its trailing depthwise conv (dw_out=True).")
-        layer = functools.partial(ConvNormAct, kernel_size=1, norm_layer=norm_layer, padding=padding)
-        dw = dict(kernel_size=kernel_size, groups=in_chs)
-        self.conv_dw1 = layer(in_chs, in_chs, **dw, act_layer=act_layer) if dw_in else nn.Identity()
+        layer = functools.partial(ConvNormAct, norm_layer=norm_layer, padding=padding)
+        self.conv_dw1 = (
+            layer(in_chs, in_chs, kernel_size, groups=in_chs, act_layer=act_layer) if dw_in else nn.Identity()
+        )
         self.bypass_chs = bypass_chs
         self.squeezed_in_chs = in_chs - bypass_chs
-        self.conv_reduce = layer(self.squeezed_in_chs, reduced_chs, groups=pw_groups, act_layer=None)  # linear
-        self.conv_expand = layer(reduced_chs, out_chs - bypass_chs, groups=pw_groups, act_layer=act_layer)
-        dw = dict(kernel_size=kernel_size, groups=out_chs, stride=stride)
-        self.conv_dw2 = layer(out_chs, out_chs, **dw, act_layer=None) if dw_out else nn.Identity()  # linear
+        self.conv_reduce = layer(self.squeezed_in_chs, reduced_chs, 1, groups=pw_groups, act_layer=None)  # linear
+        self.conv_expand = layer(reduced_chs, out_chs - bypass_chs, 1, groups=pw_groups, act_layer=act_layer)
+        self.conv_dw2 = (  # linear
+            layer(out_chs, out_chs, kernel_size, stride=stride, groups=out_chs, act_layer=None)
+            if dw_out
+            else nn.Identity()
+        )
         self.se = SqueezeExcite(out_chs, rd_channels=se_chs, act_layer=act_layer) if se_chs else nn.Identity()
         self.out_chs = out_chs
         self.has_shortcut = shortcut and stride == 1 and in_chs == out_chs
