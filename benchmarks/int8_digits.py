@@ -19,11 +19,12 @@ import logging
 import statistics
 from pathlib import Path
 
-from mobilenext.deploy import export_checkpoint, open_runner
+from mobilenext.api import export_checkpoint, restore_model
+from mobilenext.classification.config import parse_train_args
+from mobilenext.classification.train import train
+from mobilenext.deploy import open_runner
 from mobilenext.deploy.benchmark import interleaved_times
 from mobilenext.deploy.samples import sample_images
-from mobilenext.engine import parse_train_args, train
-from mobilenext.models.checkpoint import restore_model
 from mobilenext.tables import format_table
 
 
@@ -51,8 +52,8 @@ def measure(model: str, checkpoint: Path, folder: Path, calibration_images: int,
     exports = {}
     for kind, int8 in (("fp32", False), ("int8", True)):
         exports[kind] = export_checkpoint(
-            None,
             checkpoint,
+            None,
             folder / f"{model}_{kind}.tflite",
             "tflite",
             int8=int8,
@@ -62,8 +63,8 @@ def measure(model: str, checkpoint: Path, folder: Path, calibration_images: int,
         )
         print(exports[kind].summary())
     fp32, int8 = exports["fp32"], exports["int8"]
-    net, record = restore_model(checkpoint, None)
-    image = sample_images(net, None, split="val", count=1, stored_config=record.get("data_config"))[0].numpy()
+    net = restore_model(checkpoint).model  # with its run's input settings
+    image = sample_images(net, None, split="val", count=1)[0].numpy()
     runners = [open_runner(report.path, threads=1) for report in (fp32, int8)]
     fp32_times, int8_times = interleaved_times(runners, image, rounds, warmup=10)
     fp32_ms, int8_ms = statistics.median(fp32_times) * 1e3, statistics.median(int8_times) * 1e3

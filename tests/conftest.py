@@ -103,7 +103,8 @@ def _restore_the_package_logger():
 def digits_run(tmp_path_factory) -> tuple[Path, dict]:
     """A MobileNeXt-0.35 trained with the digits recipe at 32 px for 12 epochs (about 95% top-1 in 35 s), shared
     by every test that needs a real checkpoint: int8 and prediction must keep real decisions, not random ones."""
-    from mobilenext.engine import parse_train_args, train
+    from mobilenext.classification.config import parse_train_args
+    from mobilenext.classification.train import train
 
     run = tmp_path_factory.mktemp("digits") / "run"
     args = [

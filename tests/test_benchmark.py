@@ -14,7 +14,7 @@ import torch
 from mobilenext.cli import main
 from mobilenext.deploy.benchmark import TUNING_VARIABLES, benchmark, build_model, profile_onnx, top1_of
 from mobilenext.errors import ConfigError, UnknownModelError
-from mobilenext.models.official import OfficialMobileNeXt
+from mobilenext.models.official_model import OfficialMobileNeXt
 
 QUICK = dict(img_size=32, rounds=3, batch_size=4, batch_rounds=2, warmup=1, calibration_images=4, progress=False)
 

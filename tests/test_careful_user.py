@@ -26,9 +26,12 @@ from PIL import Image
 import mobilenext
 from conftest import QUICK
 from helpers import make_cifar10, make_image_folder
+from mobilenext.api import validate
+from mobilenext.classification.config import parse_train_args
+from mobilenext.classification.train import train
 from mobilenext.cli import main
 from mobilenext.data.digits import DigitsDataset
-from mobilenext.engine import parse_train_args, train, validate
+from mobilenext.data.images import read_image
 from mobilenext.engine.checkpoint import load_training_checkpoint, save_checkpoint
 from mobilenext.engine.distributed import DistInfo
 from mobilenext.engine.run_folder import RunFolderError, open_run
@@ -316,7 +319,7 @@ def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path):
     floats = tmp_path / "float.tif"
     Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(floats)
     for path in (grey16, floats):
-        assert abs(int(np.asarray(mobilenext.inference.load_image(path))[0, 0, 0]) - 128) <= 1
+        assert abs(int(np.asarray(read_image(path))[0, 0, 0]) - 128) <= 1
 
 
 # --- 6. --json and --format csv: stdout holds exactly that ----------------------------------------------------

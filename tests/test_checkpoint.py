@@ -12,9 +12,10 @@ from safetensors.torch import load_file
 import mobilenext
 from conftest import random_official_state_dict
 from mobilenext import CheckpointError
+from mobilenext.api import restore_model
 from mobilenext.cli import main
-from mobilenext.models import OfficialMobileNeXt, load_checkpoint, read_state_dict
-from mobilenext.models.checkpoint import read_training_record, restore_model
+from mobilenext.engine.checkpoint import read_training_record
+from mobilenext.models import OfficialMobileNeXt, load_checkpoint, read_checkpoint, read_state_dict
 
 
 def _official(width: float = 1.0, name: str = "mobilenext_100", alpha: float = 1.0) -> tuple[OfficialMobileNeXt, dict]:
@@ -181,7 +182,7 @@ def test_training_records_of_both_formats_name_the_model(tmp_path, tags):
     model = timm.create_model("mobilenext_035", num_classes=2)
     path = tmp_path / "last.pth"
     torch.save({**tags, "classes": ["ant", "bee"], "state_dict": model.state_dict()}, path)
-    assert read_training_record(path)["model"] == "mobilenext_035"
+    assert read_training_record(read_checkpoint(path).contents).model == "mobilenext_035"
     loaded = mobilenext.get_model("mobilenext_035", pretrained=path)  # the same path as restore_model
     assert loaded.num_classes == 2 and loaded.pretrained_cfg["label_names"] == ["ant", "bee"]
     torch.testing.assert_close(loaded.classifier.weight, model.classifier.weight)
@@ -191,6 +192,6 @@ def test_search_checkpoints_are_refused_by_task_or_legacy_kind(tmp_path):
     for key in ("kind", "task"):
         path = tmp_path / f"{key}.pth"
         torch.save({"format": "mobilenext-train-1", key: "nas-search", "args": {}}, path)
-        assert read_training_record(path)["task"] == "nas-search"
+        assert read_training_record(read_checkpoint(path).contents).task == "nas-search"
         with pytest.raises(CheckpointError, match="supernet, not a network to run"):
             restore_model(path, "mobilenext_035")

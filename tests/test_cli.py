@@ -19,8 +19,8 @@ import mobilenext
 from conftest import reference_params_madds
 from helpers import randomise_norms
 from mobilenext import ImageError
+from mobilenext.api import predict
 from mobilenext.cli import main
-from mobilenext.inference import predict
 from mobilenext.models import save_safetensors
 
 

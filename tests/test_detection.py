@@ -18,10 +18,11 @@ from torchvision.models.detection.image_list import ImageList
 import mobilenext
 from helpers import torchrun
 from mobilenext.cli import main
-from mobilenext.detection.data import VOCDetection
-from mobilenext.detection.engine import DetectionConfig, lr_factor, open_detection_data
-from mobilenext.detection.export import DetectorGraph, postprocess
+from mobilenext.detection.data import VOCDetection, open_detection_data
+from mobilenext.detection.engine import DetectionConfig, lr_factor
+from mobilenext.detection.export import DetectorGraph, postprocess, read_onnx_settings
 from mobilenext.detection.model import AUTHORS_BOXES, create_detector
+from mobilenext.detection.settings import PostProcessing
 from mobilenext.detection.shapes import SHAPES_CLASSES, write_shapes_voc
 from mobilenext.engine.checkpoint import save_checkpoint
 from mobilenext.engine.config import list_configs, load_config
@@ -338,12 +339,14 @@ def test_detector_graph_plus_postprocess_reproduces_the_detector(tmp_path, capsy
             "model": "ssdlite_mobilenext_035",
             "classes": ["a", "b", "c"],
             "size": 128,
-            "args": {},
+            "args": {"score_thresh": 0.2},
             "state_dict": detector.state_dict(),
         },
         checkpoint,
     )
     assert main(["detect", "export", str(checkpoint), "-o", str(tmp_path / "d.onnx")]) == 0
+    settings = read_onnx_settings(tmp_path / "d.onnx")  # the detector's, in the file for the runtime
+    assert settings == PostProcessing.of(detector) and settings.score_thresh == 0.2
     printed = capsys.readouterr().out
     assert float(re.search(r"max \|diff\| (\S+?)\. ", printed).group(1)) < 1e-4  # onnxruntime vs PyTorch
     assert (tmp_path / "d.onnx").stat().st_size > 1e6
@@ -356,7 +359,7 @@ def test_detector_graph_plus_postprocess_reproduces_the_detector(tmp_path, capsy
         graph_boxes, graph_scores = DetectorGraph(detector, 128)(x)
     torch.testing.assert_close(torch.from_numpy(boxes[0]), graph_boxes[0], rtol=1e-4, atol=1e-3)
     # The documented post-processing on the graph's outputs gives the detector's detections exactly.
-    got = postprocess(graph_boxes[1], graph_scores[1], 128, (128, 128), score_thresh=0.2)
+    got = postprocess(graph_boxes[1], graph_scores[1], 128, (128, 128), settings=settings)
     assert len(got["boxes"]) > 0 and torch.equal(got["labels"], expected["labels"])
     torch.testing.assert_close(got["boxes"], expected["boxes"])
     torch.testing.assert_close(got["scores"], expected["scores"])
@@ -374,7 +377,7 @@ def test_detector_graph_plus_postprocess_reproduces_the_detector(tmp_path, capsy
         focal.score_thresh = float(graph_scores[0].median())
         expected = focal(list(x))[0]
     torch.testing.assert_close(graph_scores, logits[..., :3].sigmoid())
-    got = postprocess(graph_boxes[0], graph_scores[0], 128, (128, 128), focal.score_thresh, 0.5, 100)
+    got = postprocess(graph_boxes[0], graph_scores[0], 128, (128, 128), settings=PostProcessing.of(focal))
     assert len(got["boxes"]) > 0 and torch.equal(got["labels"], expected["labels"])
     torch.testing.assert_close(got["boxes"], expected["boxes"])
 

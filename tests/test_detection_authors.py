@@ -10,7 +10,9 @@ import torch
 
 from conftest import reference_path
 from helpers import randomise_norms
-from mobilenext.detection.model import create_detector, from_authors_layout, to_authors_layout
+from mobilenext.api import restore_model
+from mobilenext.detection.authors import from_authors_layout, to_authors_layout
+from mobilenext.detection.model import create_detector
 
 # (detector, classes incl. background, default boxes) -> the authors' reference file and parameter count
 AUTHORS_DETECTORS = {
@@ -73,8 +75,7 @@ def test_their_voc_checkpoint_runs_in_every_detect_command(tmp_path, capsys):
     """A .pth as their code saves it ({"model": ...}, here with DDP's module. prefix) loads through the one
     inference loader, with their preprocessing and post-processing, and exports."""
     from mobilenext.cli import main
-    from mobilenext.detection.model import AUTHORS_MEAN
-    from mobilenext.models.checkpoint import restore_model
+    from mobilenext.detection.settings import AUTHORS_MEAN
 
     torch.manual_seed(1)
     original = randomise_norms(create_detector("ssdlite320_mobilenetv2_100")).eval()
@@ -82,8 +83,9 @@ def test_their_voc_checkpoint_runs_in_every_detect_command(tmp_path, capsys):
     path = tmp_path / "mobilenet_v2_ssd320_voc0712.pth"
     torch.save({"model": weights, "iteration": 60000}, path)
 
-    loaded, record = restore_model(path, task="detection")
-    assert record["model"] == "ssdlite320_mobilenetv2_100" and len(record["classes"]) == 20
+    restored = restore_model(path, task="detection")
+    loaded = restored.model
+    assert restored.name == "ssdlite320_mobilenetv2_100" and len(restored.classes) == 20
     assert tuple(loaded.transform.image_mean) == AUTHORS_MEAN
     assert (loaded.score_thresh, loaded.nms_thresh, loaded.detections_per_img) == (0.01, 0.45, 100)
     x = torch.rand(1, 3, 320, 320)
@@ -95,19 +97,19 @@ def test_their_voc_checkpoint_runs_in_every_detect_command(tmp_path, capsys):
     assert main(["detect", "export", str(path), "-o", str(tmp_path / "theirs.onnx")]) == 0
     assert "max |diff|" in capsys.readouterr().out
     with pytest.raises(Exception, match="is the authors' SSDLite detector, not a classifier"):
-        restore_model(path)  # predict/validate/export of classifiers refuse it in one sentence
+        restore_model(path, task="classification")  # predict/validate/export refuse it in one sentence
 
 
 def test_their_coco_checkpoint_scores_with_sigmoids_and_wrong_files_are_one_sentence(tmp_path, capsys):
     from mobilenext.cli import main
     from mobilenext.detection.model import FocalSSD
-    from mobilenext.models.checkpoint import restore_model
 
     torch.manual_seed(3)
     coco = randomise_norms(create_detector("ssdlite320_mobilenext_100", num_classes=81, boxes="coco", loss="focal"))
     torch.save({"model": to_authors_layout(coco.state_dict(), coco)}, tmp_path / "coco.pth")
-    loaded, record = restore_model(tmp_path / "coco.pth", task="detection")
-    assert isinstance(loaded, FocalSSD) and record["classes"][0] == "person" and len(record["classes"]) == 80
+    restored = restore_model(tmp_path / "coco.pth", task="detection")
+    loaded = restored.model
+    assert isinstance(loaded, FocalSSD) and restored.classes[0] == "person" and len(restored.classes) == 80
     assert (loaded.score_thresh, loaded.nms_thresh) == (0.05, 0.5)
     loaded.score_thresh = 0.005  # the heads start at a prior of 0.01: see some boxes
     with torch.no_grad():
@@ -126,7 +128,7 @@ def test_their_coco_checkpoint_scores_with_sigmoids_and_wrong_files_are_one_sent
     truncated.write_bytes((tmp_path / "coco.pth").read_bytes()[:1000])
     expected = {
         "odd.pth": "11 outputs per box and 6 boxes on the last map, which is neither their VOC detector",
-        "classifier.pth": "is a classification checkpoint",
+        "classifier.pth": "is a classification weights file, not a detector",
         "cut.pth": "is truncated or corrupt",
     }
     for name, message in expected.items():
@@ -175,7 +177,7 @@ class _AuthorsSSDLiteMobileNeXtVOC(torch.nn.Module):
     def __init__(self) -> None:
         from torch import nn
 
-        from mobilenext.models.official import OfficialMobileNeXt
+        from mobilenext.models.official_model import OfficialMobileNeXt
 
         super().__init__()
         self.backbone, self.box_head = nn.Module(), nn.Module()
@@ -247,15 +249,14 @@ def test_their_checkpoint_equals_a_reference_built_from_their_layer_order(tmp_pa
     from torchvision.ops import batched_nms
 
     from mobilenext.detection.export import DetectorGraph
-    from mobilenext.detection.model import AUTHORS_MEAN, AUTHORS_STD
-    from mobilenext.models.checkpoint import restore_model
+    from mobilenext.detection.settings import AUTHORS_MEAN, AUTHORS_STD
 
     torch.manual_seed(0)
     reference = randomise_norms(_AuthorsSSDLiteMobileNeXtVOC()).eval()
     assert {k: tuple(v.shape) for k, v in reference.state_dict().items()} == _reference_shapes("mobilenext_voc0712")
     path = tmp_path / "mobilenext_ssd320_voc0712.pth"
     torch.save({"model": reference.state_dict()}, path)
-    ours, _ = restore_model(path, task="detection")
+    ours = restore_model(path, task="detection").model
 
     images = torch.rand(2, 3, 320, 320)
     normalised = (images - torch.tensor(AUTHORS_MEAN).view(1, 3, 1, 1)) / torch.tensor(AUTHORS_STD).view(1, 3, 1, 1)

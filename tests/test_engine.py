@@ -70,8 +70,9 @@ _NAN_ON_RANK_1 = textwrap.dedent("""
     import os, sys, time
     import torch.distributed as dist
     from mobilenext.detection.engine import DetectionTask, parse_detect_args, train_detector
-    from mobilenext.engine import TrainingDiverged, parse_train_args, train
-    from mobilenext.engine.train import ClassificationTask
+    from mobilenext.classification.config import parse_train_args
+    from mobilenext.classification.train import ClassificationTask, train
+    from mobilenext.errors import TrainingDiverged
 
     rank = int(os.environ["RANK"])
     out, voc = sys.argv[1], sys.argv[2]

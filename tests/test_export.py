@@ -10,9 +10,10 @@ import torch
 
 import mobilenext
 from helpers import randomise_norms
+from mobilenext.api import export_checkpoint
 from mobilenext.cli import main
 from mobilenext.deploy.benchmark import build_model
-from mobilenext.deploy.export import ExportError, export_checkpoint, export_model
+from mobilenext.deploy.export import ExportError, export_model
 from mobilenext.deploy.runtimes import open_runner
 from mobilenext.deploy.samples import sample_images
 from mobilenext.errors import ConfigError, MissingDependencyError, MobileNeXtError
@@ -114,19 +115,19 @@ def digits_checkpoint(digits_run):
 
 def test_int8_tflite_agrees_with_float_on_most_labels(digits_checkpoint, tmp_path):
     report = export_checkpoint(
-        None, digits_checkpoint, tmp_path / "q.tflite", "tflite", int8=True, calibration_images=64, verify_images=0
+        digits_checkpoint, None, tmp_path / "q.tflite", "tflite", int8=True, calibration_images=64, verify_images=0
     )
     assert report.int8 and report.images == 359  # the whole held-out split
     assert report.input_shape == (1, 3, 32, 32)  # the checkpoint's resolution
     assert report.top1_reference > 80 and report.top1_agreement >= 0.9
     assert abs(report.top1_exported - report.top1_reference) <= 5
-    float_file = export_checkpoint(None, digits_checkpoint, tmp_path / "f.tflite", "tflite", verify_images=4)
+    float_file = export_checkpoint(digits_checkpoint, None, tmp_path / "f.tflite", "tflite", verify_images=4)
     assert report.megabytes < 0.4 * float_file.megabytes  # int8 weights: about a quarter of float32
 
 
 def test_int8_executorch_agrees_with_float_on_most_labels(digits_checkpoint, tmp_path):
     report = export_checkpoint(
-        None, digits_checkpoint, tmp_path / "q.pte", "pte", int8=True, calibration_images=64, verify_images=0
+        digits_checkpoint, None, tmp_path / "q.pte", "pte", int8=True, calibration_images=64, verify_images=0
     )
     assert report.int8 and report.images == 359 and report.input_shape == (1, 3, 32, 32)
     assert report.top1_reference > 80 and report.top1_agreement >= 0.9

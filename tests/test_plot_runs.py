@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
+from mobilenext.api import plot_runs
+from mobilenext.classification.train import AUTHORS_COLUMNS
 from mobilenext.cli import main
 from mobilenext.detection.engine import SUMMARY_COLUMNS as DETECTION_COLUMNS
 from mobilenext.engine import records
-from mobilenext.engine.records import plot_runs, write_summary
+from mobilenext.engine.records import write_summary
 from mobilenext.errors import ConfigError
 from mobilenext.nas.search import SUMMARY_COLUMNS as SEARCH_COLUMNS
 
@@ -73,7 +75,7 @@ def search_rows() -> list[dict]:
     ]
 
 
-def make_run(folder, rows, leading=records.AUTHORS_COLUMNS):
+def make_run(folder, rows, leading=AUTHORS_COLUMNS):
     folder.mkdir(parents=True)
     write_summary(folder / "summary.csv", rows, leading=leading)
     return folder

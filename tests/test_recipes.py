@@ -8,9 +8,12 @@ from PIL import Image
 
 from conftest import reference_path
 from mobilenext import list_models
+from mobilenext.api import plot_runs
+from mobilenext.classification.config import TrainConfig
+from mobilenext.classification.train import AUTHORS_COLUMNS
 from mobilenext.data.reference import REFERENCE_RUNS, reference_summary
-from mobilenext.engine import list_configs, load_config
-from mobilenext.engine.records import AUTHORS_COLUMNS, plot_runs, write_summary
+from mobilenext.engine.config import list_configs, load_config
+from mobilenext.engine.records import write_summary
 
 # our recipe -> the authors' run it reproduces
 RECIPES = {
@@ -35,13 +38,13 @@ def test_every_packaged_recipe_loads_and_names_a_registered_model():
     classification = [name for name in list_configs() if not name.startswith(("ssdlite", "darts"))]
     assert set(RECIPES) | {"digits"} == set(classification)
     for name in classification:
-        assert load_config(name)["model"] in list_models()
+        assert load_config(name, TrainConfig)["model"] in list_models()
 
 
 @pytest.mark.parametrize(("recipe", "run"), list(RECIPES.items()))
 def test_recipe_equals_the_authors_args(recipe, run):
     theirs = yaml.safe_load(reference_path(f"official_runs/{run}/args.yaml").read_text())
-    ours = load_config(recipe)
+    ours = load_config(recipe, TrainConfig)
     for key, their_key in SAME.items():
         if their_key in theirs and (key in ours or theirs[their_key] not in (None, False, 0, 0.0)):
             assert ours.get(key) == theirs[their_key], key

@@ -16,10 +16,11 @@ import yaml
 
 from conftest import DIGITS_EPOCHS, QUICK  # QUICK: a small recipe on the digits; digits_run: the digits recipe
 from helpers import make_image_folder, torchrun
-from mobilenext.engine import TrainConfig, TrainingDiverged, parse_train_args, train, validate
+from mobilenext.api import validate
+from mobilenext.classification.config import TrainConfig, parse_train_args
+from mobilenext.classification.train import AUTHORS_COLUMNS, train
 from mobilenext.engine.checkpoint import load_training_checkpoint
-from mobilenext.engine.records import AUTHORS_COLUMNS
-from mobilenext.errors import CheckpointError, ConfigError
+from mobilenext.errors import CheckpointError, ConfigError, TrainingDiverged
 
 
 def _cfg(output: Path, *extra: str) -> TrainConfig:

@@ -1,25 +1,21 @@
 """MobileNeXt: the sandglass block and the MobileNeXt family, native to timm.
 
-``import mobilenext`` registers every variant with timm, so ``timm.create_model("mobilenext_100")`` works.
+``import mobilenext`` registers every model with timm (``timm.create_model("mobilenext_100")`` works) and
+offers the public API below; training, detection, NAS and deployment load when used.
 """
 
 from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from . import models  # noqa: F401  (registers the models with timm)
-from .errors import CheckpointError, ConfigError, ImageError, MobileNeXtError, UnknownModelError
-from .inference import inference_model
-from .models import MobileNeXt, SandglassBlock, count_madds, count_params, load_checkpoint
-from .models.checkpoint import (  # noqa: F401  (importable from the root, as they were before)
-    classifier_classes,
-    read_state_dict,
-    read_training_record,
-    to_model_layout,
-    use_training_record,
+from . import (
+    models,  # noqa: F401  (registers the MobileNeXt family, its EfficientNet variants and baselines)
+    nas,  # noqa: F401  (registers darts_cifar; the NAS code itself loads on first use)
 )
-from .models.factory import create_model, get_model, list_models
-from .nas import network as _nas_network  # noqa: F401  (registers darts_cifar, so timm.create_model knows it)
+from .api import Restored, convert, get_model, inference_model, predict, restore_model, validate
+from .errors import CheckpointError, ConfigError, ImageError, MobileNeXtError, UnknownModelError
+from .models import MobileNeXt, SandglassBlock, count_madds, count_params, load_checkpoint
+from .models.factory import create_model, list_models
 
 try:  # one source: pyproject.toml's version, as installed
     __version__ = _metadata.version("mobilenext")
@@ -32,8 +28,10 @@ __all__ = [
     "ImageError",
     "MobileNeXt",
     "MobileNeXtError",
+    "Restored",
     "SandglassBlock",
     "UnknownModelError",
+    "convert",
     "count_madds",
     "count_params",
     "create_model",
@@ -41,4 +39,7 @@ __all__ = [
     "inference_model",
     "list_models",
     "load_checkpoint",
+    "predict",
+    "restore_model",
+    "validate",
 ]

@@ -29,7 +29,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from .models.factory import list_models
     from .models.mobilenext import AUTHORS_TOP1, PAPER_FIGURES
 
-    names = list_models(args.filter or "")
+    names = list_models(filter=args.filter or "")
     if args.baselines:
         names += timm.list_models("mobilenetv2_*")
     if not names:
@@ -42,19 +42,22 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import describe_inputs, find_images, predict
-    from .models.checkpoint import restore_model
+    from .api import describe_inputs, predict, restore_model
+    from .data.images import find_images
 
     images = find_images(args.images)
     if not images:
         raise MobileNeXtError(f"no images found in {', '.join(args.images)}.")
-    model, record = restore_model(args.checkpoint, args.model, use_ema=not args.no_ema, num_classes=args.num_classes)
+    restored = restore_model(
+        args.checkpoint, args.model, task="classification", use_ema=not args.no_ema, num_classes=args.num_classes
+    )
+    model = restored.model
     weights = (
         "random weights: pass --checkpoint to classify for real"
         if args.checkpoint is None
-        else f"{'EMA weights' if record.get('has_ema') and not args.no_ema else 'weights'} of {args.checkpoint}"
+        else f"{'EMA weights' if restored.ema else 'weights'} of {args.checkpoint}, {restored.source}"
     )
-    print(f"{record['model']} ({weights}); {describe_inputs(model, record)}", file=sys.stderr)
+    print(f"{restored.name} ({weights}); {describe_inputs(restored)}", file=sys.stderr)
     results, skipped = [], []
     csv_rows = csv.writer(args.out, lineterminator="\n") if args.format == "csv" else None
     if csv_rows is not None:
@@ -80,9 +83,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 print(f"  {rank}. {score:6.2%}  {label:>4}  {name}", file=args.out)
     if args.format == "json":
         document = {
-            "model": record["model"],
+            "model": restored.name,
             "checkpoint": args.checkpoint,
-            "inputs": describe_inputs(model, record),
+            "ema": restored.ema,
+            "inputs": describe_inputs(restored),
             "predictions": results,
             "skipped": skipped,
         }
@@ -93,21 +97,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .models.checkpoint import checkpoint_task, convert_checkpoint
+    from .api import convert
 
-    if checkpoint_task(args.src) == "detection":  # ours <-> the authors' detection layout
-        from .detection.model import convert_detector
-
-        name = convert_detector(args.src, args.dst, layout=args.to, overwrite=args.overwrite)
-    else:
-        name = convert_checkpoint(args.src, args.dst, model_name=args.model, layout=args.to, use_ema=not args.no_ema,
-                                  overwrite=args.overwrite)  # fmt: skip
+    name = convert(args.src, args.dst, args.to, model=args.model, use_ema=not args.no_ema, overwrite=args.overwrite)
     print(f"wrote {args.dst} ({name}, {args.to} layout)", file=args.out)
     return 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .engine import validate
+    from .api import validate
 
     result = validate(
         args.checkpoint,
@@ -151,7 +149,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .deploy.export import EXPORT_FORMATS, export_checkpoint
+    from .api import export_checkpoint
+    from .deploy.export import EXPORT_FORMATS
 
     if args.output:  # before the note below: a wrong -o is the one thing to say
         check_output_file(args.output, args.overwrite, EXPORT_FORMATS[args.format])
@@ -162,17 +161,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     report = export_checkpoint(
-        args.model,
         args.checkpoint,
+        args.model,
         args.output,
         args.format,
+        num_classes=args.num_classes,
         int8=args.int8,
         data=args.data,
         dataset=args.dataset or "",
         img_size=args.img_size,
         calibration_images=args.calibration_images,
         verify_images=args.verify_images,
-        num_classes=args.num_classes,
         threads=args.threads,
         overwrite=args.overwrite,
     )
@@ -213,7 +212,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 def _cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .engine.records import plot_runs
+    from .api import plot_runs
 
     runs = [Path(r) for r in args.runs]
     output = Path(args.output) if args.output else (runs[0] if runs[0].is_dir() else runs[0].parent) / "curves.png"
@@ -382,7 +381,7 @@ COMMANDS = {
     ),
     "train": _Command(
         "train or fine-tune (no arguments: MobileNeXt on the embedded digits)",
-        "mobilenext.engine.train",
+        "mobilenext.classification.train",
         "Train a model. Settings: timm's train.py defaults < dataset defaults < --config < flags. "
         "Under `torchrun --nproc_per_node=N -m mobilenext train ...` it runs DDP.",
     ),

@@ -1,27 +1,30 @@
-"""Datasets and loaders: ImageNet-style folders, timm datasets, CIFAR, and the embedded digits."""
+"""Datasets and loaders: ImageNet-style folders, timm datasets, CIFAR, the embedded digits, and image reading.
+Every name below loads its module on first use."""
 
-from .cifar import CifarDataset, find_cifar
-from .datasets import DATA_DEFAULTS, Datasets, TolerantDataset, UnreadableImage, collate_tolerant, open_datasets
-from .digits import DigitsDataset, load_digits
-from .loader import ResumableSampler, ShardSampler, create_loader, create_transforms, resolve_transform_config
-from .reference import REFERENCE_RUNS, read_summary
+from .._lazy import lazy_exports
 
-__all__ = [
-    "DATA_DEFAULTS",
-    "REFERENCE_RUNS",
-    "CifarDataset",
-    "Datasets",
-    "DigitsDataset",
-    "ResumableSampler",
-    "ShardSampler",
-    "TolerantDataset",
-    "UnreadableImage",
-    "collate_tolerant",
-    "create_loader",
-    "create_transforms",
-    "find_cifar",
-    "load_digits",
-    "open_datasets",
-    "read_summary",
-    "resolve_transform_config",
-]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "CifarDataset": "cifar",
+        "find_cifar": "cifar",
+        "DATA_DEFAULTS": "datasets",
+        "Datasets": "datasets",
+        "TolerantDataset": "datasets",
+        "UnreadableImage": "datasets",
+        "collate_tolerant": "datasets",
+        "open_datasets": "datasets",
+        "DigitsDataset": "digits",
+        "load_digits": "digits",
+        "IMAGE_EXTENSIONS": "images",
+        "find_images": "images",
+        "read_image": "images",
+        "ResumableSampler": "loader",
+        "ShardSampler": "loader",
+        "create_loader": "loader",
+        "create_transforms": "loader",
+        "resolve_transform_config": "loader",
+        "REFERENCE_RUNS": "reference",
+        "read_summary": "reference",
+    },
+)

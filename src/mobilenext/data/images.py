@@ -31,6 +31,7 @@ import re
 import struct
 import warnings
 import zlib
+from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import IO
@@ -38,15 +39,31 @@ from typing import IO
 import numpy as np
 from PIL import Image
 
-from ..errors import ImageError
+from ..errors import ImageError, MobileNeXtError
 
-__all__ = ["read_image"]
+__all__ = ["IMAGE_EXTENSIONS", "find_images", "read_image"]
 
 ImageSource = str | Path | IO[bytes] | Image.Image | np.ndarray
+
+# What a folder given to `predict` / `detect predict` is searched for.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 # What PIL raises for malformed files, in identification or decoding (DecompressionBombError is handled apart).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def find_images(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand folders (recursively) into their image files (by extension, sorted); files are kept as given."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+        elif p.exists():
+            found.append(p)
+        else:
+            raise MobileNeXtError(f"{p} does not exist.")
+    return found
 
 
 def read_image(image: ImageSource, *, name: str | None = None) -> Image.Image:

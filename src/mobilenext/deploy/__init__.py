@@ -2,41 +2,31 @@
 
 Optional packages load only when used: ``pip install 'mobilenext[onnx]'`` for ONNX / onnxruntime,
 ``'mobilenext[tflite]'`` for litert-torch and the LiteRT interpreter, ``'mobilenext[executorch]'`` for ExecuTorch.
+Every name below but ``fuse`` loads its module on first use (``benchmark`` is
+``mobilenext.deploy.benchmark.benchmark``).
 """
 
-from .benchmark import BenchmarkReport, benchmark, profile_onnx
-from .export import EXPORT_FORMATS, ExportError, ExportReport, export_checkpoint, export_model
-from .fuse import ConvAct, fuse
-from .quantize import quantize_pt2e
-from .runtimes import (
-    ExecuTorchRunner,
-    ExportedProgramRunner,
-    OnnxRunner,
-    Runner,
-    TFLiteRunner,
-    TorchRunner,
-    open_runner,
-)
-from .samples import sample_images
+from .._lazy import lazy_exports
+from .fuse import ConvAct, fuse  # noqa: F401  (light: torch only; `fuse` is also its module's name)
 
-__all__ = [
-    "EXPORT_FORMATS",
-    "BenchmarkReport",
-    "ConvAct",
-    "ExecuTorchRunner",
-    "ExportError",
-    "ExportReport",
-    "ExportedProgramRunner",
-    "OnnxRunner",
-    "Runner",
-    "TFLiteRunner",
-    "TorchRunner",
-    "benchmark",
-    "export_checkpoint",
-    "export_model",
-    "fuse",
-    "open_runner",
-    "profile_onnx",
-    "quantize_pt2e",
-    "sample_images",
-]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "BenchmarkReport": "benchmark",
+        "profile_onnx": "benchmark",
+        "EXPORT_FORMATS": "export",
+        "ExportError": "export",
+        "ExportReport": "export",
+        "export_model": "export",
+        "export_restored": "export",
+        "quantize_pt2e": "quantize",
+        "ExecuTorchRunner": "runtimes",
+        "ExportedProgramRunner": "runtimes",
+        "OnnxRunner": "runtimes",
+        "RuntimeRunner": "runtimes",
+        "TFLiteRunner": "runtimes",
+        "TorchRunner": "runtimes",
+        "open_runner": "runtimes",
+        "sample_images": "samples",
+    },
+)

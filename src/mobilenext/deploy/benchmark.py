@@ -34,7 +34,7 @@ from ..errors import ConfigError, UnknownModelError
 from ..models.factory import create_model
 from ..tables import format_table
 from .export import EXPORT_FORMATS, export_model
-from .runtimes import OnnxRunner, Runner, TorchRunner, open_runner
+from .runtimes import OnnxRunner, RuntimeRunner, TorchRunner, open_runner
 from .samples import sample_images
 
 __all__ = [
@@ -68,7 +68,7 @@ AUTHORS = "authors:"  # prefix: the authors' forward (in-place slice add), e.g. 
 
 def build_model(spec: str) -> nn.Module:
     """A registered model name, or ``authors:mobilenext_WWW[_half_id]`` for the authors' module and forward."""
-    from ..models.official import OfficialMobileNeXt
+    from ..models.official_model import OfficialMobileNeXt
 
     if spec.startswith(AUTHORS):
         match = re.fullmatch(r"mobilenext_(\d{3})(_half_id)?", spec[len(AUTHORS) :])
@@ -112,7 +112,7 @@ def _reset_peak_rss() -> bool:
 class _Entry:
     model: str
     runtime: str
-    runner: Runner
+    runner: RuntimeRunner
     peak_mb: float | None = None
     latencies: list[float] = field(default_factory=list)  # batch 1, seconds
     batch_times: list[float] = field(default_factory=list)  # batch N, seconds
@@ -120,7 +120,7 @@ class _Entry:
 
 def _runner_factory(
     spec: str, runtime: str, workdir: Path, img_size: int, threads: int, images: torch.Tensor
-) -> Callable[[], Runner]:
+) -> Callable[[], RuntimeRunner]:
     """What builds the runner; exports happen here, before memory is measured, and are checked."""
     if runtime in ("eager", "compiled"):
         return lambda: TorchRunner(build_model(spec), compiled=runtime == "compiled", threads=threads)
@@ -139,7 +139,7 @@ def _runner_factory(
     return lambda: open_runner(path, threads=threads)
 
 
-def _build_entry(spec: str, runtime: str, make_runner: Callable[[], Runner], batch: np.ndarray) -> _Entry:
+def _build_entry(spec: str, runtime: str, make_runner: Callable[[], RuntimeRunner], batch: np.ndarray) -> _Entry:
     """Build and warm up a runner (for torch.compile: compile), reading its memory on the way."""
     gc.collect()
     before = _proc_status_mb("VmRSS")
@@ -153,14 +153,14 @@ def _build_entry(spec: str, runtime: str, make_runner: Callable[[], Runner], bat
     return _Entry(spec, runtime, runner, peak)
 
 
-def _time_call(runner: Runner, x: np.ndarray) -> float:
+def _time_call(runner: RuntimeRunner, x: np.ndarray) -> float:
     start = time.perf_counter()
     runner(x)
     return time.perf_counter() - start
 
 
 def interleaved_times(
-    runners: Sequence[Runner], x: np.ndarray, rounds: int, warmup: int = 5, bar: tqdm | None = None
+    runners: Sequence[RuntimeRunner], x: np.ndarray, rounds: int, warmup: int = 5, bar: tqdm | None = None
 ) -> list[list[float]]:
     """Seconds per call of each runner on ``x``: every round calls all runners once, in a fresh shuffled
     order, and the first ``warmup`` rounds are not kept. One list per runner, in the order given."""

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from .._io import atomic_path, check_output_file
+from ..engine.checkpoint import Restored
 from ..errors import ConfigError, MobileNeXtError, require
-from ..models.checkpoint import restore_model
 from .fuse import fuse
 from .quantize import quantize_pt2e
 from .runtimes import open_runner
@@ -34,7 +34,7 @@ __all__ = [
     "ExportError",
     "ExportReport",
     "export_model",
-    "export_checkpoint",
+    "export_restored",
     "compare_logits",
     "calibrate_norms",
 ]
@@ -246,9 +246,8 @@ def export_model(
     return report
 
 
-def export_checkpoint(
-    model: str | None,
-    checkpoint: str | Path | None,
+def export_restored(
+    restored: Restored,
     output: str | Path | None = None,
     fmt: str = "onnx",
     int8: bool = False,
@@ -257,11 +256,11 @@ def export_checkpoint(
     img_size: int | None = None,
     calibration_images: int = 256,
     verify_images: int = 64,
-    num_classes: int | None = None,
     threads: int | None = None,
     overwrite: bool = True,
 ) -> ExportReport:
-    """Export a trained checkpoint (or a randomly initialised ``model``), calibrating and verifying on its data.
+    """Export a restored classifier (``mobilenext.api.restore_model``: a trained checkpoint, or a model with
+    random weights), calibrating and verifying on its run's data.
 
     Calibration images come from the training split, verification images from the held-out split, both
     through the evaluation transform at the checkpoint's input size (without a checkpoint: the model's own,
@@ -272,18 +271,16 @@ def export_checkpoint(
     """
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unsupported export format {fmt!r}; choose {', '.join(EXPORT_FORMATS)}.")
-    net, record = restore_model(checkpoint, model, num_classes=num_classes)
+    net, trained = restored.model, restored.path is not None
     if output is None:
-        output = f"{record['model']}{'_int8' if int8 else ''}{EXPORT_FORMATS[fmt]}"
+        output = f"{restored.name}{'_int8' if int8 else ''}{EXPORT_FORMATS[fmt]}"
     check_output_file(output, overwrite, EXPORT_FORMATS[fmt])  # before the minutes an export can take
-    data = data if data is not None or dataset else record.get("args", {}).get("data")
-    dataset = dataset or record.get("args", {}).get("dataset", "")
-    sample = functools.partial(
-        sample_images, net, data, dataset, stored_config=record.get("data_config"), img_size=img_size
-    )
+    data = data if data is not None or dataset else restored.args.get("data")
+    dataset = dataset or restored.args.get("dataset", "")
+    sample = functools.partial(sample_images, net, data, dataset, img_size=img_size)
     verify, labels = sample(split="val", count=verify_images)
     calibration = sample(split="train", count=calibration_images)[0] if int8 else None
-    if not checkpoint:
+    if not trained:
         calibrate_norms(net, calibration if calibration is not None else verify)
     return export_model(
         net,
@@ -293,7 +290,7 @@ def export_checkpoint(
         int8=int8,
         calibration=calibration,
         verify=verify,
-        labels=labels if checkpoint else None,
+        labels=labels if trained else None,
         threads=threads,
         overwrite=overwrite,
     )

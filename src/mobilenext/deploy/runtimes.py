@@ -17,7 +17,7 @@ from ..errors import ConfigError, require
 from .fuse import fuse
 
 __all__ = [
-    "Runner",
+    "RuntimeRunner",
     "TorchRunner",
     "OnnxRunner",
     "TFLiteRunner",
@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 
-class Runner:
+class RuntimeRunner:
     """Base class: ``name`` says which runtime, ``__call__`` maps an NCHW float32 batch to logits."""
 
     name = "runner"
@@ -36,7 +36,7 @@ class Runner:
         raise NotImplementedError
 
 
-class TorchRunner(Runner):
+class TorchRunner(RuntimeRunner):
     """The fused model in PyTorch, eager or compiled with ``torch.compile`` (inductor), channels-last."""
 
     def __init__(self, model: nn.Module, compiled: bool = False, threads: int | None = None):
@@ -52,7 +52,7 @@ class TorchRunner(Runner):
         return self.forward(x).float().numpy()
 
 
-class OnnxRunner(Runner):
+class OnnxRunner(RuntimeRunner):
     """An ``.onnx`` file in onnxruntime's CPU provider with all graph optimisations."""
 
     name = "onnxruntime"
@@ -74,7 +74,7 @@ class OnnxRunner(Runner):
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
 
-class TFLiteRunner(Runner):
+class TFLiteRunner(RuntimeRunner):
     """A ``.tflite`` file in the LiteRT interpreter (XNNPACK delegate on CPU).
 
     The file holds batch 1, the phone's case, and a batch is run one image after another: resizing the
@@ -111,7 +111,7 @@ class TFLiteRunner(Runner):
         return np.concatenate([self._invoke(image[None]) for image in batch])
 
 
-class ExecuTorchRunner(Runner):
+class ExecuTorchRunner(RuntimeRunner):
     """A ``.pte`` program in ExecuTorch's Python runtime, which runs the same C++ runtime and XNNPACK delegate
     as the phone libraries.
 
@@ -135,7 +135,7 @@ class ExecuTorchRunner(Runner):
         return torch.cat([self.method.execute([image])[0] for image in images.split(1)]).numpy()
 
 
-class ExportedProgramRunner(Runner):
+class ExportedProgramRunner(RuntimeRunner):
     """A ``torch.export`` program (``.pt2``) loaded back with ``torch.export.load``."""
 
     name = "torch.export"
@@ -153,7 +153,7 @@ class ExportedProgramRunner(Runner):
 _FILE_RUNNERS = {".onnx": OnnxRunner, ".tflite": TFLiteRunner, ".pte": ExecuTorchRunner, ".pt2": ExportedProgramRunner}
 
 
-def open_runner(path: str | Path, threads: int | None = None) -> Runner:
+def open_runner(path: str | Path, threads: int | None = None) -> RuntimeRunner:
     """The runner for an exported file, chosen by its suffix."""
     path = Path(path)
     if path.suffix not in _FILE_RUNNERS:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
@@ -14,12 +12,12 @@ from ..errors import ConfigError
 __all__ = ["sample_images", "input_config"]
 
 
-def input_config(model: nn.Module, stored: dict[str, Any] | None, img_size: int | None) -> dict:
-    """Input size, crop and normalisation: ``img_size`` if given, else the checkpoint's ``stored`` settings, else
-    the model's own (its ``pretrained_cfg``, which :func:`~mobilenext.models.checkpoint.restore_model` sets to
-    the run's). Never the dataset's defaults: a model without a checkpoint is exported at its own resolution
-    (224 for the ImageNet models), whatever images check it."""
-    return resolve_transform_config(model, stored or {}, {"img_size": img_size})
+def input_config(model: nn.Module, img_size: int | None = None) -> dict:
+    """Input size, crop and normalisation: ``img_size`` if given, else the model's own (its ``pretrained_cfg``,
+    which :func:`mobilenext.api.restore_model` sets to the training run's). Never the dataset's defaults: a
+    model without a checkpoint is exported at its own resolution (224 for the ImageNet models), whatever
+    images check it."""
+    return resolve_transform_config(model, {}, {"img_size": img_size})
 
 
 def sample_images(
@@ -28,7 +26,6 @@ def sample_images(
     dataset: str = "",
     split: str = "val",
     count: int = 64,
-    stored_config: dict[str, Any] | None = None,
     img_size: int | None = None,
     seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,7 +39,7 @@ def sample_images(
         data, dataset, train_split="train" if train else None, val_split=None if train or split == "val" else split
     )
     source = datasets.train if train else datasets.val
-    config = input_config(model, stored_config, img_size)
+    config = input_config(model, img_size)
     source.transform = create_transforms(config)[1]
     order = np.random.default_rng(seed).permutation(len(source))
     images, labels = [], []

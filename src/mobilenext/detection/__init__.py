@@ -1,25 +1,35 @@
-"""SSDLite object detection with a MobileNeXt backbone, on torchvision's SSD (``mobilenext detect``)."""
+"""SSDLite object detection with a MobileNeXt backbone, on torchvision's SSD (``mobilenext detect``).
 
-from .data import VOC_CLASSES, COCODetection, VOCDetection, collate_detection
-from .metrics import DetectionEvaluator, voc_ap
-from .model import DETECTORS, MobileNetV2SSDFeatures, MobileNeXtSSDFeatures, SSDDefaultBoxes, create_detector, ssdlite
-from .shapes import SHAPES_CLASSES, write_shapes_voc
-from .transforms import detection_transforms
+By job: ``model`` (the network and its default boxes), ``settings`` (test-time settings, one owner),
+``authors`` (their checkpoint layout and released detectors), ``files`` (what a detector's file means),
+``data`` and ``transforms`` (VOC/COCO and the SSD augmentation), ``metrics`` (VOC mAP, COCO AP), ``engine``
+(training: the task on the shared engine), ``predict`` and ``export`` (drawn boxes, ONNX), ``commands``
+(``mobilenext detect ...``). Every name below loads its module on first use.
+"""
 
-__all__ = [
-    "COCODetection",
-    "DETECTORS",
-    "DetectionEvaluator",
-    "MobileNeXtSSDFeatures",
-    "MobileNetV2SSDFeatures",
-    "SHAPES_CLASSES",
-    "SSDDefaultBoxes",
-    "VOCDetection",
-    "VOC_CLASSES",
-    "collate_detection",
-    "create_detector",
-    "detection_transforms",
-    "ssdlite",
-    "voc_ap",
-    "write_shapes_voc",
-]
+from .._lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "COCO_CLASSES": "data",
+        "VOC_CLASSES": "data",
+        "COCODetection": "data",
+        "VOCDetection": "data",
+        "collate_detection": "data",
+        "open_detection_data": "data",
+        "DetectionEvaluator": "metrics",
+        "voc_ap": "metrics",
+        "DETECTORS": "model",
+        "MobileNeXtSSDFeatures": "model",
+        "MobileNetV2SSDFeatures": "model",
+        "SSDDefaultBoxes": "model",
+        "create_detector": "model",
+        "ssdlite": "model",
+        "PostProcessing": "settings",
+        "post_processing": "settings",
+        "SHAPES_CLASSES": "shapes",
+        "write_shapes_voc": "shapes",
+        "detection_transforms": "transforms",
+    },
+)

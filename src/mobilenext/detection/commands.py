@@ -10,6 +10,7 @@ from .._io import add_overwrite_flag, check_output_file
 from ..checks import COUNT, NONNEG_INT, Number, device
 from ..errors import MobileNeXtError
 from ..tables import TABLE_FORMATS
+from .settings import DISPLAY_SCORE_THRESH
 
 __all__ = ["add_arguments", "run"]
 
@@ -48,7 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder for the PNGs [detections]; names mirror the inputs' paths where they clash",
     )
     add_overwrite_flag(q)
-    q.add_argument("--score-thresh", type=Number(float, 0, 1), default=0.3)
+    q.add_argument(
+        "--score-thresh",
+        type=Number(float, 0, 1),
+        default=DISPLAY_SCORE_THRESH,
+        help=f"draw boxes scoring above this [{DISPLAY_SCORE_THRESH}] (the detector's other test settings apply)",
+    )
     q.add_argument("--device", type=device)
     q.set_defaults(detect_func=_predict)
 
@@ -75,46 +81,50 @@ def _train(args: argparse.Namespace) -> int:
     from .engine import DetectionConfig, train_detector
 
     given = {k: v for k, v in vars(args).items() if k not in ("detect_command", "detect_func")}
-    train_detector(config_from_args(given, schema=DetectionConfig))
+    train_detector(config_from_args(given, DetectionConfig))
     return 0
 
 
-def _restore(checkpoint: str, device_name=None):
-    from ..models.checkpoint import restore_model
+def _restore(checkpoint: str, device=None):
+    """The detector of ``checkpoint`` (ours or the authors'), on ``device``."""
+    from .files import restore_detector
 
-    return restore_model(checkpoint, device=device_name or "cpu", task="detection")
+    restored = restore_detector(checkpoint)
+    restored.model.to(device or "cpu")
+    return restored
 
 
 def _eval(args: argparse.Namespace) -> int:
     from ..engine.distributed import init_distributed
-    from .engine import detection_loader, evaluate_detector, open_detection_data
+    from .data import open_detection_data
+    from .engine import detection_loader, evaluate_detector
 
     dist = init_distributed(args.device)
-    model, record = _restore(args.checkpoint, dist.device)
-    trained_on = record["args"]
+    restored = _restore(args.checkpoint, dist.device)
+    trained_on = restored.args
     data = open_detection_data(
         args.data or trained_on["data"],
         args.dataset or ("auto" if args.data else trained_on["dataset"]),  # other data: its own format
         None,
         args.test_set or trained_on["test_set"],
-        record["size"],
-        classes=record["classes"],
+        restored.data_config["img_size"],
+        classes=restored.classes,
         pipeline=trained_on.get("pipeline", "torchvision"),  # runs before the authors' pipeline had torchvision's
     )
-    if tuple(data.classes) != tuple(record["classes"]):
-        theirs, ours = record["classes"], data.classes
+    if tuple(data.classes) != tuple(restored.classes):
+        theirs, ours = restored.classes, data.classes
         raise MobileNeXtError(
             f"{args.checkpoint} detects {len(theirs)} classes ({', '.join(theirs[:3])}, ...) but the "
             f"{data.kind.upper()} data at {args.data or trained_on['data']} has {len(ours)} ({', '.join(ours[:3])}"
             f"{', ...' if len(ours) > 3 else ''}); evaluate it on the dataset it was trained for."
         )
     loader = detection_loader(data.test, args.batch_size, args.workers, False, dist, 0)
-    metrics = evaluate_detector(model, loader, data.classes, data.kind, dist.device)
+    metrics = evaluate_detector(restored.model, loader, data.classes, data.kind, dist.device)
     out = args.out
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k != "skipped_names"}, indent=2), file=out)
         return 0
-    print(f"{record['model']} ({args.checkpoint}) on {data.description}:", file=out)
+    print(f"{restored.name} ({args.checkpoint}) on {data.description}:", file=out)
     print("  " + "  ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items() if isinstance(v, float)), file=out)
     for name, ap in metrics.get("ap50_per_class", {}).items():
         print(f"    {name:>12}  AP50 {100 * ap:.2f}", file=out)
@@ -126,16 +136,18 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ..inference import find_images
+    from ..data.images import find_images
     from .predict import detect_images, plan_outputs
 
     images = find_images(args.images)
     if not images:
         raise MobileNeXtError(f"no images found in {', '.join(args.images)}.")
     outputs = plan_outputs(images, args.output, args.overwrite)  # before any work: inputs and files are safe
-    model, record = _restore(args.checkpoint, args.device)
+    restored = _restore(args.checkpoint, args.device)
+    restored.model.score_thresh = args.score_thresh  # what a person wants drawn; NMS and the rest as trained
+    classes = restored.classes
     failed = 0
-    for path, result in detect_images(model, images, record["classes"], args.score_thresh, outputs, args.overwrite):
+    for path, result in detect_images(restored.model, images, classes, outputs, args.overwrite):
         if isinstance(result, Exception):
             failed += 1
             print(f"skipped: {result}", file=sys.stderr)
@@ -143,7 +155,7 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"{path}: {len(result['boxes'])} object(s)", file=args.out)
         for box, label, score in zip(result["boxes"].tolist(), result["labels"].tolist(), result["scores"].tolist()):
             print(
-                f"  {score:6.2%}  {record['classes'][label - 1]:>12}  " + " ".join(f"{v:.0f}" for v in box),
+                f"  {score:6.2%}  {classes[label - 1]:>12}  " + " ".join(f"{v:.0f}" for v in box),
                 file=args.out,
             )
     print(f"drew the boxes into {args.output}/", file=args.out)
@@ -170,15 +182,16 @@ def _models(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export_detector_onnx
 
-    model, record = _restore(args.checkpoint)
-    output = check_output_file(args.output or f"{record['model']}.onnx", args.overwrite, ".onnx")
-    diff = export_detector_onnx(model, output, record["size"], overwrite=args.overwrite)
+    restored = _restore(args.checkpoint)
+    model, size = restored.model, restored.data_config["img_size"]
+    output = check_output_file(args.output or f"{restored.name}.onnx", args.overwrite, ".onnx")
+    diff = export_detector_onnx(model, output, size, overwrite=args.overwrite, classes=restored.classes)
     print(
-        f"wrote {output} (input Nx3x{record['size']}x{record['size']} in [0, 1]; outputs boxes [N, A, 4] in "
-        f"input pixels and scores [N, A, {len(record['classes'])}], column k for class k + 1); onnxruntime vs "
+        f"wrote {output} (input Nx3x{size}x{size} in [0, 1]; outputs boxes [N, A, 4] in "
+        f"input pixels and scores [N, A, {len(restored.classes)}], column k for class k + 1); onnxruntime vs "
         f"PyTorch max |diff| {diff:.3g}. Score threshold and per-class NMS are the runtime's (this detector's: "
-        f"score > {model.score_thresh:g}, NMS IoU {model.nms_thresh:g}, {model.detections_per_img} per image): "
-        "see mobilenext.detection.export.postprocess.",
+        f"score > {model.score_thresh:g}, NMS IoU {model.nms_thresh:g}, {model.detections_per_img} per image, "
+        "stored with the class names in the file's metadata): see mobilenext.detection.export.postprocess.",
         file=args.out,
     )
     return 0

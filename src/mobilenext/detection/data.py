@@ -1,5 +1,5 @@
-"""Pascal VOC and COCO detection datasets and a collate function for detection batches (the SSD augmentation
-is in :mod:`.transforms`).
+"""Pascal VOC and COCO detection datasets, a collate function for detection batches, and
+:func:`open_detection_data`, which finds a dataset folder's splits (the SSD augmentation is in :mod:`.transforms`).
 
 Every annotation is parsed when the dataset is built, so a broken file is found (and reported in
 ``dataset.problems``) before training starts instead of crashing an epoch hours in. What can be repaired
@@ -24,6 +24,7 @@ COCO crowd objects, which evaluation ignores), ``image_id`` and ``orig_size`` (`
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 import xml.etree.ElementTree as ET
@@ -41,14 +42,19 @@ from torchvision.transforms.v2 import functional as F
 from ..data.datasets import UnreadableImage
 from ..data.images import read_image
 from ..errors import ConfigError, ImageError
+from .transforms import detection_transforms
 
 __all__ = [
     "COCO_CLASSES",
     "VOC_CLASSES",
-    "VOCDetection",
     "COCODetection",
+    "DetectionData",
+    "VOCDetection",
     "collate_detection",
+    "open_detection_data",
 ]
+
+log = logging.getLogger("mobilenext")
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -448,3 +454,115 @@ def _read_coco_json(path: Path) -> dict:
     if bad:
         raise ConfigError(f"{path}: category {bad[0]!r} has no integer id; fix the categories list.")
     return data
+
+
+# ---- finding the splits of a dataset folder -------------------------------------------------------------
+@dataclass
+class DetectionData:
+    train: torch.utils.data.Dataset | None
+    test: torch.utils.data.Dataset
+    classes: tuple[str, ...]
+    kind: str  # "voc" or "coco"
+    description: str
+
+
+def _dataset_kind(root: Path, requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if (root / "VOCdevkit").is_dir() or root.name == "VOCdevkit" or any(root.glob("VOC20*")):
+        return "voc"
+    if (root / "annotations").is_dir():
+        return "coco"
+    raise ConfigError(
+        f"{root} holds neither VOCdevkit/ (Pascal VOC) nor annotations/ (COCO); "
+        "pass the dataset root or --dataset voc|coco."
+    )
+
+
+def _voc_sets(root: Path, names: tuple[str, ...] | list[str], required: bool) -> list[tuple[str, str]]:
+    """``YEAR/SET`` names to (year, set) pairs; when training, sets whose list file is absent are skipped."""
+    devkit = root if root.name == "VOCdevkit" else root / "VOCdevkit"
+    pairs = []
+    for name in names:
+        year, _, image_set = name.partition("/")
+        if not image_set:
+            raise ConfigError(f"VOC image set {name!r} should look like 2007/trainval.")
+        if required or (devkit / f"VOC{year}" / "ImageSets" / "Main" / f"{image_set}.txt").is_file():
+            pairs.append((year, image_set))
+    if not pairs:
+        raise ConfigError(f"none of the image sets {', '.join(names)} exists under {devkit}.")
+    return pairs
+
+
+def _coco_split(root: Path, split: str, transforms, drop_unannotated: bool = False) -> COCODetection:
+    return COCODetection(
+        root / split,
+        root / "annotations" / f"instances_{split}.json",
+        transforms=transforms,
+        drop_unannotated=drop_unannotated,
+    )
+
+
+_PROBLEMS_SHOWN = 5  # per split; the rest are counted in the summary line
+
+
+def open_detection_data(
+    data: str | Path | None,
+    dataset: str = "auto",
+    train_sets: tuple[str, ...] | list[str] | None = ("2007/trainval", "2012/trainval"),
+    test_set: str = "2007/test",
+    size: int = 320,
+    classes: tuple[str, ...] | list[str] | None = None,
+    augment: bool = True,
+    pipeline: str = "authors",
+) -> DetectionData:
+    """The training and test sets of a VOC or COCO folder, with SSD augmentation on the training set.
+
+    ``train_sets=None`` opens only the test set (evaluation). Difficult VOC objects are left out of training
+    and kept, flagged, for evaluation, where VOC ignores them. ``classes`` names a VOC-format dataset's
+    classes (default: VOC's 20). What the readers had to repair or leave out is logged, never fatal, except
+    a split without a single object of the given classes, which cannot be trained or scored. ``pipeline``:
+    the authors' data conventions or torchvision's (:mod:`.transforms`), for both splits.
+    """
+    if data is None:
+        raise ConfigError("detection needs --data: a Pascal VOC root (with VOCdevkit/) or a COCO root.")
+    root = Path(data)
+    if not root.is_dir():
+        raise ConfigError(f"dataset folder {root} does not exist.")
+    kind = _dataset_kind(root, dataset)
+    train_tf = detection_transforms(True, size, augment=augment, pipeline=pipeline)
+    test_tf = detection_transforms(False, size)
+    authors = pipeline == "authors"
+    splits: dict[str, Any] = {}
+    if kind == "voc":
+        voc = {"classes": tuple(classes)} if classes else {}
+        voc["authors_coordinates"] = authors
+        splits["test"] = VOCDetection(
+            root, _voc_sets(root, [test_set], True), keep_difficult=True, transforms=test_tf, **voc
+        )
+        if train_sets is not None:
+            splits["train"] = VOCDetection(root, _voc_sets(root, train_sets, False), transforms=train_tf, **voc)
+    else:  # VOC-style YEAR/SET names (the defaults) mean COCO's usual splits
+        splits["test"] = _coco_split(root, "val2017" if "/" in test_set else test_set, test_tf)
+        if train_sets is not None:
+            name = "train2017" if "/" in train_sets[0] else train_sets[0]
+            splits["train"] = _coco_split(root, name, train_tf, drop_unannotated=authors)
+    for name, split in splits.items():
+        _report_split(name, split)
+    train, test = splits.get("train"), splits["test"]
+    sizes = f"{len(train):,} train / " if train is not None else ""
+    description = f"{kind.upper()} at {root}: {sizes}{len(test):,} test images, {len(test.classes)} classes"
+    return DetectionData(train, test, tuple(test.classes), kind, description)
+
+
+def _report_split(name: str, split) -> None:
+    log.info(f"{name}: {split.summary()}")
+    for problem in split.problems[:_PROBLEMS_SHOWN]:
+        log.warning(f"  {problem}")
+    if len(split.problems) > _PROBLEMS_SHOWN:
+        log.warning(f"  ... and {len(split.problems) - _PROBLEMS_SHOWN} more")
+    if split.counts["objects"] == 0:
+        raise ConfigError(
+            f"the {name} split has no objects of the classes {', '.join(split.classes[:5])}, ...; "
+            "name the dataset's classes with --classes."
+        )

@@ -9,10 +9,10 @@ on rank 0 (the VOC 2007 test set is 4,952 images) while the other ranks wait.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +30,7 @@ from ..engine.config import (
     NONNEG_INT,
     OPTIMIZER,
     POSITIVE,
+    SWITCH,
     DataParallelSettings,
     add_config_arguments,
     config_from_args,
@@ -37,27 +38,26 @@ from ..engine.config import (
 )
 from ..engine.distributed import DistInfo
 from ..engine.progress import Progress
+from ..engine.records import Curves
 from ..engine.runner import Runner, Step, Task, run_task
 from ..errors import ConfigError
-from .data import COCODetection, VOCDetection, collate_detection
+from .data import collate_detection, open_detection_data
 from .metrics import DetectionEvaluator
-from .model import LOSSES, NORMALIZATIONS, create_detector, inference_settings
-from .transforms import PIPELINES, detection_transforms
+from .model import create_detector
+from .settings import LOSSES, NORMALIZATIONS, post_processing, ssd_keywords
+from .transforms import PIPELINES
 
 __all__ = [
     "DetectionConfig",
-    "DetectionData",
     "DetectionTask",
     "detection_loader",
     "evaluate_detector",
-    "open_detection_data",
     "parse_detect_args",
     "train_detector",
 ]
 
 log = logging.getLogger("mobilenext")
 
-_BOOL = {"action": argparse.BooleanOptionalAction}
 SUMMARY_COLUMNS = ("iteration", "train_loss", "bbox_loss", "cls_loss", "lr")
 
 
@@ -117,20 +117,26 @@ class DetectionConfig(DataParallelSettings):
     momentum: float = setting(0.9, "SGD momentum", **FRACTION)
     weight_decay: float = setting(5e-4, "weight decay", **NONNEG)
     weight_decay_all: bool = setting(
-        True, "weight decay on every parameter, norms and biases too, as the authors' SGD", **_BOOL
+        True, "weight decay on every parameter, norms and biases too, as the authors' SGD", **SWITCH
     )
     normalize: str = setting(
         "authors", "input normalisation: authors (mean 123/117/104 of 255, ImageNet std) or imagenet (timm's)",
         choices=NORMALIZATIONS,
     )  # fmt: skip
-    score_thresh: float = setting(0.01, "test: keep boxes scoring above this", type=Number(float, 0, 1))
-    nms_thresh: float = setting(0.45, "test: per-class NMS IoU", type=Number(float, 0, 1))
-    detections_per_img: int = setting(100, "test: boxes kept per image", **COUNT)
+    score_thresh: float | None = setting(
+        None, "test: keep boxes scoring above this (default: the authors' for --loss: 0.01 softmax, 0.05 focal)",
+        type=Number(float, 0, 1),
+    )  # fmt: skip
+    nms_thresh: float | None = setting(
+        None, "test: per-class NMS IoU (default: the authors' for --loss: 0.45 softmax, 0.5 focal)",
+        type=Number(float, 0, 1),
+    )  # fmt: skip
+    detections_per_img: int | None = setting(None, "test: boxes kept per image (default: 100)", **COUNT)
     augment: bool = setting(
         True,
         "SSD augmentation: photometric distortion, zoom-out, min-IoU crop, flip "
         "(--no-augment: flip only, for quick runs)",
-        **_BOOL,
+        **SWITCH,
     )
     pipeline: str = setting(
         "authors",
@@ -141,124 +147,19 @@ class DetectionConfig(DataParallelSettings):
     )
     eval_interval: int = setting(10_000, "iterations between evaluations and checkpoints", **COUNT)
 
+    def with_test_settings(self) -> DetectionConfig:
+        """These settings with the test-time ones the run leaves unset filled in for its loss
+        (:func:`~mobilenext.detection.settings.post_processing`), so args.yaml and the checkpoints say them."""
+        given = {"score_thresh": self.score_thresh, "nms_thresh": self.nms_thresh}
+        resolved = post_processing(self.loss, detections_per_img=self.detections_per_img, **given)
+        return dataclasses.replace(self, **resolved.to_dict())
+
 
 def parse_detect_args(argv: list[str]) -> DetectionConfig:
     """Parse a ``mobilenext detect train`` command line (for scripts and tests)."""
     parser = argparse.ArgumentParser(prog="mobilenext detect train")
     add_config_arguments(parser, DetectionConfig)
-    return config_from_args(parser.parse_args(argv), schema=DetectionConfig)
-
-
-# --- data ------------------------------------------------------------------------------------------------
-@dataclass
-class DetectionData:
-    train: torch.utils.data.Dataset | None
-    test: torch.utils.data.Dataset
-    classes: tuple[str, ...]
-    kind: str  # "voc" or "coco"
-    description: str
-
-
-def _dataset_kind(root: Path, requested: str) -> str:
-    if requested != "auto":
-        return requested
-    if (root / "VOCdevkit").is_dir() or root.name == "VOCdevkit" or any(root.glob("VOC20*")):
-        return "voc"
-    if (root / "annotations").is_dir():
-        return "coco"
-    raise ConfigError(
-        f"{root} holds neither VOCdevkit/ (Pascal VOC) nor annotations/ (COCO); "
-        "pass the dataset root or --dataset voc|coco."
-    )
-
-
-def _voc_sets(root: Path, names: tuple[str, ...] | list[str], required: bool) -> list[tuple[str, str]]:
-    """``YEAR/SET`` names to (year, set) pairs; when training, sets whose list file is absent are skipped."""
-    devkit = root if root.name == "VOCdevkit" else root / "VOCdevkit"
-    pairs = []
-    for name in names:
-        year, _, image_set = name.partition("/")
-        if not image_set:
-            raise ConfigError(f"VOC image set {name!r} should look like 2007/trainval.")
-        if required or (devkit / f"VOC{year}" / "ImageSets" / "Main" / f"{image_set}.txt").is_file():
-            pairs.append((year, image_set))
-    if not pairs:
-        raise ConfigError(f"none of the image sets {', '.join(names)} exists under {devkit}.")
-    return pairs
-
-
-def _coco_split(root: Path, split: str, transforms, drop_unannotated: bool = False) -> COCODetection:
-    return COCODetection(
-        root / split,
-        root / "annotations" / f"instances_{split}.json",
-        transforms=transforms,
-        drop_unannotated=drop_unannotated,
-    )
-
-
-_PROBLEMS_SHOWN = 5  # per split; the rest are counted in the summary line
-
-
-def open_detection_data(
-    data: str | Path | None,
-    dataset: str = "auto",
-    train_sets: tuple[str, ...] | list[str] | None = ("2007/trainval", "2012/trainval"),
-    test_set: str = "2007/test",
-    size: int = 320,
-    classes: tuple[str, ...] | list[str] | None = None,
-    augment: bool = True,
-    pipeline: str = "authors",
-) -> DetectionData:
-    """The training and test sets of a VOC or COCO folder, with SSD augmentation on the training set.
-
-    ``train_sets=None`` opens only the test set (evaluation). Difficult VOC objects are left out of training
-    and kept, flagged, for evaluation, where VOC ignores them. ``classes`` names a VOC-format dataset's
-    classes (default: VOC's 20). What the readers had to repair or leave out is logged, never fatal, except
-    a split without a single object of the given classes, which cannot be trained or scored. ``pipeline``:
-    the authors' data conventions or torchvision's (:mod:`.transforms`), for both splits.
-    """
-    if data is None:
-        raise ConfigError("detection needs --data: a Pascal VOC root (with VOCdevkit/) or a COCO root.")
-    root = Path(data)
-    if not root.is_dir():
-        raise ConfigError(f"dataset folder {root} does not exist.")
-    kind = _dataset_kind(root, dataset)
-    train_tf = detection_transforms(True, size, augment=augment, pipeline=pipeline)
-    test_tf = detection_transforms(False, size)
-    authors = pipeline == "authors"
-    splits: dict[str, Any] = {}
-    if kind == "voc":
-        voc = {"classes": tuple(classes)} if classes else {}
-        voc["authors_coordinates"] = authors
-        splits["test"] = VOCDetection(
-            root, _voc_sets(root, [test_set], True), keep_difficult=True, transforms=test_tf, **voc
-        )
-        if train_sets is not None:
-            splits["train"] = VOCDetection(root, _voc_sets(root, train_sets, False), transforms=train_tf, **voc)
-    else:  # VOC-style YEAR/SET names (the defaults) mean COCO's usual splits
-        splits["test"] = _coco_split(root, "val2017" if "/" in test_set else test_set, test_tf)
-        if train_sets is not None:
-            name = "train2017" if "/" in train_sets[0] else train_sets[0]
-            splits["train"] = _coco_split(root, name, train_tf, drop_unannotated=authors)
-    for name, split in splits.items():
-        _report_split(name, split)
-    train, test = splits.get("train"), splits["test"]
-    sizes = f"{len(train):,} train / " if train is not None else ""
-    description = f"{kind.upper()} at {root}: {sizes}{len(test):,} test images, {len(test.classes)} classes"
-    return DetectionData(train, test, tuple(test.classes), kind, description)
-
-
-def _report_split(name: str, split) -> None:
-    log.info(f"{name}: {split.summary()}")
-    for problem in split.problems[:_PROBLEMS_SHOWN]:
-        log.warning(f"  {problem}")
-    if len(split.problems) > _PROBLEMS_SHOWN:
-        log.warning(f"  ... and {len(split.problems) - _PROBLEMS_SHOWN} more")
-    if split.counts["objects"] == 0:
-        raise ConfigError(
-            f"the {name} split has no objects of the classes {', '.join(split.classes[:5])}, ...; "
-            "name the dataset's classes with --classes."
-        )
+    return config_from_args(parser.parse_args(argv), DetectionConfig)
 
 
 class SeededSamples(torch.utils.data.Dataset):
@@ -355,12 +256,28 @@ class DetectionTask(Task):
     round_name = "round"
     position = "iteration"
     summary_columns = SUMMARY_COLUMNS
+    curves = Curves(
+        "detection",
+        "mobilenext detect train",
+        ("iteration", "train_loss", "bbox_loss", "cls_loss", "map50"),
+        "iteration",
+        (("train_loss", "total"), ("bbox_loss", "bbox"), ("cls_loss", "cls")),
+        # COCO rows also hold map50 (= ap50), but AP@[.5:.95] is their headline; a VOC run next to a COCO
+        # run falls back to the mAP@0.5 they share, so the curves stay comparable.
+        (("ap", "COCO AP@[.5:.95]"), ("map50", "mAP@0.5")),
+        "{} (%)",
+        "training loss (total = bbox + cls)",
+        "held-out mAP",
+        percent=100.0,
+        one_score=True,
+    )
     score_name = "mAP@0.5"
     score_scale = 100.0
     divergence_hint = "Lower --lr or lengthen --warmup-iterations."
     cfg: DetectionConfig
 
     def __init__(self, cfg: DetectionConfig, runner: Runner) -> None:
+        runner.cfg = cfg = cfg.with_test_settings()
         super().__init__(cfg, runner)
         dist = self.dist = runner.dist
         self.device = runner.device
@@ -379,7 +296,7 @@ class DetectionTask(Task):
             boxes=cfg.boxes,
             loss=cfg.loss,
             backbone_checkpoint=cfg.backbone_checkpoint,
-            **inference_settings(cfg.to_dict()),
+            **ssd_keywords(cfg.to_dict()),
         )
         self.model = runner.prepare_model(model)
         # The authors' train.py under G processes: lr x G, iterations and steps / G (warm-up unchanged).

@@ -12,12 +12,14 @@ Post-processing, left to the deployment runtime because every runtime has its ow
 per image, every (box, class) pair scoring above ``score_thresh`` (0.01 for VOC mAP, 0.05 for COCO, ~0.3 for
 display), per-class non-maximum suppression at IoU ``nms_thresh`` (0.45 VOC, 0.5 COCO), the
 ``detections_per_img`` (100) best over all classes; finally scale the boxes from the ``size x size`` input
-back to the original image (not clipped to it). :func:`postprocess` is that recipe in PyTorch, and the
-tests check that graph + :func:`postprocess` reproduce the detector's own detections.
+back to the original image (not clipped to it). The detector's own values travel in the file's metadata
+(:func:`read_onnx_settings`); :func:`postprocess` is that recipe in PyTorch, and the tests check that graph +
+:func:`postprocess` reproduce the detector's own detections.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +31,9 @@ from .._io import atomic_path
 from ..deploy.export import exporter_errors
 from ..errors import require
 from .model import select_detections
+from .settings import PostProcessing
 
-__all__ = ["DetectorGraph", "export_detector_onnx", "postprocess"]
+__all__ = ["DetectorGraph", "export_detector_onnx", "postprocess", "read_onnx_settings"]
 
 
 class DetectorGraph(nn.Module):
@@ -61,23 +64,38 @@ def postprocess(
     scores: torch.Tensor,
     size: int,
     original_size: tuple[int, int] | None = None,
-    score_thresh: float = 0.01,
-    nms_thresh: float = 0.45,
-    detections_per_img: int = 100,
+    *,
+    settings: PostProcessing,
 ) -> dict[str, torch.Tensor]:
-    """One image's ``boxes`` [A, 4] and ``scores`` [A, K] from the graph to detections, as the detector's own."""
-    found = select_detections(boxes, scores, score_thresh, nms_thresh, detections_per_img)
+    """One image's ``boxes`` [A, 4] and ``scores`` [A, K] from the graph to detections, as the detector's own
+    with its ``settings`` (:meth:`PostProcessing.of` a detector, or :func:`read_onnx_settings` of its file)."""
+    found = select_detections(boxes, scores, settings.score_thresh, settings.nms_thresh, settings.detections_per_img)
     if original_size is not None:
         height, width = original_size
         found["boxes"] = found["boxes"] * torch.tensor([width / size, height / size, width / size, height / size])
     return found
 
 
+def read_onnx_settings(path: str | Path) -> PostProcessing:
+    """The post-processing settings :func:`export_detector_onnx` stored in a file's metadata."""
+    require("onnx", "onnx")
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return PostProcessing(**{k: json.loads(props[k]) for k in PostProcessing.__dataclass_fields__})
+
+
 def export_detector_onnx(
-    ssd: nn.Module, path: str | Path, size: int, verify: torch.Tensor | None = None, overwrite: bool = True
+    ssd: nn.Module,
+    path: str | Path,
+    size: int,
+    verify: torch.Tensor | None = None,
+    overwrite: bool = True,
+    classes: list[str] | None = None,
 ) -> float:
-    """Write ``DetectorGraph(ssd)`` to ``path`` (dynamic batch, checked by ``onnx.checker``) and return the
-    largest difference of its outputs in onnxruntime against PyTorch on ``verify`` (``size x size`` images)."""
+    """Write ``DetectorGraph(ssd)`` to ``path`` (dynamic batch, checked by ``onnx.checker``; the detector's
+    post-processing settings and ``classes`` in its metadata) and return the largest difference of its outputs
+    in onnxruntime against PyTorch on ``verify`` (``size x size`` images)."""
     for module in ("onnx", "onnxscript", "onnxruntime"):
         require(module, "onnx")
     import onnx
@@ -98,9 +116,21 @@ def export_detector_onnx(
             external_data=False,
             verbose=False,
         )
+        _write_metadata(tmp, {**PostProcessing.of(ssd).to_dict(), "classes": classes or []})
         onnx.checker.check_model(str(tmp), full_check=True)
     with torch.no_grad():
         expected = graph(verify)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": verify.numpy()})
     return max(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got))
+
+
+def _write_metadata(path: Path, values: dict) -> None:
+    """Values (as JSON) in the ONNX file's ``metadata_props``, which every runtime can read back."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for key, value in values.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx.save(model, str(path))

@@ -4,7 +4,7 @@ torchvision's SSD.
 torchvision's ``SSD`` does what it computes exactly as the authors' code does (matching at IoU 0.5 with each
 object's best prior forced, box coding with variances 0.1/0.2, 3:1 hard-negative mining, smooth-L1, NMS).
 What is written here is what theirs (``houqb/ssdlite-pytorch-mobilenext``) does differently from torchvision's
-SSDLite, with the same module tree, so that their checkpoints map key for key (:func:`to_authors_layout`):
+SSDLite, with the same module tree, so that their checkpoints map key for key (:mod:`.authors`):
 
 - **where the backbone is tapped**: MobileNeXt gives 576 channels at stride 16 *inside* the first block of the
   576-wide stage (after its 1x1 expansion and ReLU6, before its stride-2 depthwise conv) and 1280 at stride 32
@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -37,13 +37,15 @@ from torchvision.models.detection.ssd import SSD
 from torchvision.ops import boxes as box_ops
 from torchvision.ops import sigmoid_focal_loss
 
-from ..errors import CheckpointError, ConfigError, UnknownModelError
-from ..models.factory import get_model
+from ..errors import ConfigError, UnknownModelError
+from ..models.checkpoint import keep_model_classifier, load_checkpoint
+from ..models.factory import create_model
 from ..models.mobilenext import MobileNeXt
-from ..models.official import official_module_names
+from .settings import LOSSES, ssd_keywords
 
 __all__ = [
     "AUTHORS_BOXES",
+    "AUTHORS_SIZE",
     "DETECTORS",
     "FocalSSD",
     "SSDLite",
@@ -51,14 +53,9 @@ __all__ = [
     "MobileNetV2SSDFeatures",
     "SSDDefaultBoxes",
     "SSDLitePredictor",
-    "convert_detector",
     "create_detector",
-    "from_authors_layout",
-    "is_authors_detector",
-    "load_authors_detector",
     "select_detections",
     "ssdlite",
-    "to_authors_layout",
 ]
 
 # The authors' SSDLite-320 default boxes (their configs/*_voc0712.yaml and *_coco.yaml): per feature map
@@ -82,9 +79,6 @@ AUTHORS_SIZE = 320
 # Extra layers after the two backbone taps: output widths and the hidden width's ratio to the input width.
 MOBILENEXT_EXTRAS = ((512, 0.2), (256, 0.25), (256, 0.5), (128, 0.5))
 MOBILENETV2_EXTRAS = ((512, 0.2), (256, 0.5), (256, 0.5), (64, 0.5))
-# softmax: torchvision's SSD loss (cross-entropy with 3:1 hard-negative mining), the authors' VOC loss;
-# focal: the authors' COCO loss and scoring (:class:`FocalSSD`).
-LOSSES = ("softmax", "focal")
 
 
 class SSDDefaultBoxes(nn.Module):
@@ -421,17 +415,19 @@ def ssdlite(
 ) -> SSD:
     """SSDLite on ``backbone`` (a MobileNeXt or timm MobileNetV2 name) for ``num_classes`` including background.
 
-    ``backbone_checkpoint``: classification weights for the backbone (any layout ``get_model``
-    reads: ours, timm's, the authors'); the classifier is dropped. ``boxes``: the authors' default boxes of
-    their ``voc`` or ``coco`` configs. ``ssd_kwargs`` go to torchvision's ``SSD`` (``score_thresh``,
-    ``nms_thresh``, ``detections_per_img``, ``image_mean``, ...); by default the authors' test settings of
-    the config (:func:`inference_settings`).
+    ``backbone_checkpoint``: classification weights for the backbone (ours, timm's, the authors'; EMA weights
+    where the file has them); their classifier is not used. ``boxes``: the authors' default boxes of their
+    ``voc`` or ``coco`` configs. ``ssd_kwargs`` go to torchvision's ``SSD`` (``score_thresh``, ``nms_thresh``,
+    ``detections_per_img``, ``image_mean``, ...); by default the authors' test settings for ``loss``
+    (:func:`~mobilenext.detection.settings.ssd_keywords`).
     """
     if num_classes < 2:
         raise ConfigError(f"num_classes counts the background too, so it must be at least 2, got {num_classes}.")
     if boxes not in AUTHORS_BOXES:
         raise ConfigError(f"boxes {boxes!r}: choose one of {', '.join(AUTHORS_BOXES)}.")
-    body = get_model(backbone, pretrained=backbone_checkpoint or False)  # the checkpoint's classifier loads too
+    body = create_model(backbone)
+    if backbone_checkpoint:  # its classifier is replaced by the model's own, which the features then drop
+        load_checkpoint(body, backbone_checkpoint, filter_fn=partial(keep_model_classifier, warn=False))
     if isinstance(body, MobileNeXt):
         features = MobileNeXtSSDFeatures(body)
     elif backbone.startswith("mobilenetv2"):
@@ -450,61 +446,10 @@ def ssdlite(
         raise ConfigError(f"loss {loss!r}: choose one of {', '.join(LOSSES)}.")
     focal = loss == "focal"
     head = SSDLitePredictor(features.out_channels, generator.num_anchors_per_location(), num_classes, focal=focal)
-    settings = {**inference_settings({"loss": loss}), **ssd_kwargs}
+    settings = {**ssd_keywords({"loss": loss}), **ssd_kwargs}
     model = (FocalSSD if focal else SSDLite)(features, generator, (size, size), num_classes, head=head, **settings)
     model.backbone_name, model.boxes, model.loss = backbone, boxes, loss
     return model
-
-
-# ---- the authors' checkpoint layout ---------------------------------------------------------------------
-def _mobilenetv2_module_names(body: nn.Module) -> Iterator[tuple[str, str]]:
-    """(timm ``mobilenetv2_*`` module, torchvision ``mobilenet_v2`` module, which the authors' detector uses)."""
-    yield "conv_stem", "features.0.0"
-    yield "bn1", "features.0.1"
-    index = 1
-    for stage_index, stage in enumerate(body.blocks):
-        for block_index in range(len(stage)):
-            ours = f"blocks.{stage_index}.{block_index}"
-            if hasattr(stage[block_index], "conv_pwl"):  # inverted residual: expand, depthwise, project
-                pairs = ("conv_pw", "conv.0.0"), ("bn1", "conv.0.1"), ("conv_dw", "conv.1.0"), ("bn2", "conv.1.1"), \
-                        ("conv_pwl", "conv.2"), ("bn3", "conv.3")  # fmt: skip
-            else:  # the first block: depthwise, project
-                pairs = ("conv_dw", "conv.0.0"), ("bn1", "conv.0.1"), ("conv_pw", "conv.1"), ("bn2", "conv.2")
-            for name, theirs in pairs:
-                yield f"{ours}.{name}", f"features.{index}.{theirs}"
-            index += 1
-    yield "conv_head", f"features.{index}.0"
-    yield "bn2", f"features.{index}.1"
-
-
-def _authors_module_names(model: SSD) -> dict[str, str]:
-    """Our module name -> the authors' module name, for every module holding tensors whose names differ."""
-    body = model.backbone.body
-    pairs = official_module_names(body) if isinstance(body, MobileNeXt) else _mobilenetv2_module_names(body)
-    names = {f"backbone.body.{ours}": f"backbone.{theirs}" for ours, theirs in pairs if ours != "classifier"}
-    for ours in dict(model.head.named_modules()):
-        if ours:
-            names[f"head.{ours}"] = f"box_head.predictor.{ours}"
-    return names
-
-
-def _rename(state_dict: dict[str, torch.Tensor], modules: dict[str, str]) -> dict[str, torch.Tensor]:
-    renamed = {}
-    for key, value in state_dict.items():
-        module, _, tensor = key.rpartition(".")
-        renamed[f"{modules.get(module, module)}.{tensor}"] = value
-    return renamed
-
-
-def to_authors_layout(state_dict: dict[str, torch.Tensor], model: SSD) -> dict[str, torch.Tensor]:
-    """``model``'s state dict under the authors' keys (their checkpoints store it under ``"model"``)."""
-    return _rename(state_dict, _authors_module_names(model))
-
-
-def from_authors_layout(state_dict: dict[str, torch.Tensor], model: SSD) -> dict[str, torch.Tensor]:
-    """The inverse of :func:`to_authors_layout`; a ``module.`` prefix (DDP) is dropped."""
-    state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    return _rename(state_dict, {theirs: ours for ours, theirs in _authors_module_names(model).items()})
 
 
 # Registered detectors: name -> backbone (SSDLite at 320 px, the paper's setting).
@@ -521,103 +466,3 @@ def create_detector(name: str, num_classes: int = 21, **kwargs: Any) -> SSD:
     if name.startswith("ssdlite_"):
         return ssdlite(name.removeprefix("ssdlite_"), num_classes, **kwargs)
     raise UnknownModelError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)} or ssdlite_<backbone>.")
-
-
-# ---- inference settings ---------------------------------------------------------------------------------
-# The authors' (ssd/config/defaults.py): images in 0..255 minus PIXEL_MEAN (123, 117, 104) divided by ImageNet's
-# std x 255, i.e. these on 0..1; VOC: scores above 0.01, NMS at IoU 0.45, 100 per image (COCO: 0.05, 0.5),
-# no per-class top-k before NMS (every prior is a candidate).
-AUTHORS_MEAN = (123 / 255, 117 / 255, 104 / 255)
-AUTHORS_STD = (0.229, 0.224, 0.225)
-AUTHORS_VOC_TEST = {"normalize": "authors", "score_thresh": 0.01, "nms_thresh": 0.45, "detections_per_img": 100}
-AUTHORS_COCO_TEST = {**AUTHORS_VOC_TEST, "score_thresh": 0.05, "nms_thresh": 0.5}
-NORMALIZATIONS = ("authors", "imagenet")
-
-
-def inference_settings(args: dict[str, Any]) -> dict[str, Any]:
-    """torchvision ``SSD`` keywords from a detection run's settings: its normalisation and post-processing
-    (what ``args`` does not name: the authors' test settings of its loss's config, COCO's for focal)."""
-    args = {**(AUTHORS_COCO_TEST if args.get("loss") == "focal" else AUTHORS_VOC_TEST), **args}
-    return {
-        "image_mean": list(AUTHORS_MEAN) if args["normalize"] == "authors" else [0.485, 0.456, 0.406],
-        "image_std": list(AUTHORS_STD),
-        "score_thresh": args["score_thresh"],
-        "nms_thresh": args["nms_thresh"],
-        "detections_per_img": args["detections_per_img"],
-    }
-
-
-# ---- the authors' released checkpoints --------------------------------------------------------------------
-_AUTHORS_BACKBONES = {  # a key only that backbone's checkpoint has -> our detector
-    "backbone.features.20.conv.8.weight": "ssdlite320_mobilenext_100",
-    "backbone.features.18.0.weight": "ssdlite320_mobilenetv2_100",
-}
-
-
-def is_authors_detector(checkpoint: dict[str, Any]) -> bool:
-    """A checkpoint of the authors' detection code: ``{"model": {"backbone.*", "box_head.predictor.*"}}``."""
-    weights = checkpoint.get("model")
-    return isinstance(weights, dict) and any(
-        isinstance(k, str) and k.removeprefix("module.").startswith("box_head.predictor.") for k in weights
-    )
-
-
-def load_authors_detector(weights: dict[str, torch.Tensor], source: str) -> tuple[SSD, dict[str, Any]]:
-    """Our detector holding an authors' checkpoint's ``model`` dict, with their inference settings, and a record
-    like the one ``mobilenext detect train`` saves: VOC (21 outputs, softmax) or COCO (81 outputs, 4 boxes on
-    the last map, sigmoid focal scores), their class names, 320 px."""
-    from .data import COCO_CLASSES, VOC_CLASSES
-
-    weights = {k.removeprefix("module."): v for k, v in weights.items()}
-    name = next((detector for key, detector in _AUTHORS_BACKBONES.items() if key in weights), None)
-    if name is None:
-        raise CheckpointError(
-            f"{source} is in the authors' SSDLite layout but holds neither their MobileNeXt-1.0 nor "
-            "their MobileNetV2 backbone."
-        )
-    boxes_last = weights["box_head.predictor.reg_headers.5.weight"].shape[0] // 4
-    outputs = weights["box_head.predictor.cls_headers.5.weight"].shape[0] // boxes_last
-    configs = {  # (outputs, boxes on the last map) -> boxes, loss, classes, test settings, data
-        (21, 6): ("voc", "softmax", VOC_CLASSES, AUTHORS_VOC_TEST, {"dataset": "voc", "test_set": "2007/test"}),
-        (81, 4): ("coco", "focal", COCO_CLASSES, AUTHORS_COCO_TEST, {"dataset": "coco", "test_set": "val2017"}),
-    }
-    if (outputs, boxes_last) not in configs:
-        raise CheckpointError(
-            f"{source} is the authors' {name} with {outputs} outputs per box and {boxes_last} boxes on the last map, "
-            "which is neither their VOC detector (21, 6) nor their COCO one (81, 4)."
-        )
-    boxes, loss, classes, test, data = configs[outputs, boxes_last]
-    model = create_detector(name, outputs, boxes=boxes, loss=loss, **inference_settings(test))
-    state_dict = from_authors_layout(weights, model)
-    mismatched = sorted(set(state_dict) ^ set(model.state_dict()))
-    if mismatched or any(v.shape != model.state_dict()[k].shape for k, v in state_dict.items()):
-        raise CheckpointError(f"{source} is in the authors' SSDLite layout but does not fit {name} (e.g. "
-                              f"{(mismatched or ['a tensor shape'])[0]}).")  # fmt: skip
-    model.load_state_dict(state_dict)
-    record = {"task": "detection", "model": name, "classes": list(classes), "size": AUTHORS_SIZE, "boxes": boxes,
-              "loss": loss, "authors": True, "args": {"data": None, "pipeline": "authors", **data, **test}}  # fmt: skip
-    return model, record
-
-
-def convert_detector(src: str | Path, dst: str | Path, layout: str = "official", overwrite: bool = True) -> str:
-    """Write the detector of ``src`` (a ``mobilenext detect train`` checkpoint or one of the authors') to ``dst``
-    (.pth): in the authors' layout (``official``: ``{"model": ...}``, as their code saves it) or as ours
-    (``timm``: a checkpoint every ``mobilenext detect`` command reads). Returns the detector's name."""
-    from .._io import atomic_path, check_output_file
-    from ..engine.checkpoint import save_checkpoint
-    from ..models.checkpoint import restore_model
-
-    if layout not in ("timm", "official"):
-        raise CheckpointError(f"unknown layout {layout!r}; choose 'timm' (ours) or 'official' (the authors').")
-    check_output_file(dst, overwrite, ".pth")
-    if Path(src).resolve() == Path(dst).resolve():
-        raise CheckpointError(f"{dst} is the checkpoint being converted; write the conversion to another file.")
-    model, record = restore_model(src, task="detection")
-    if layout == "official":
-        with atomic_path(dst, overwrite=overwrite) as tmp:
-            torch.save({"model": to_authors_layout(model.state_dict(), model)}, tmp)
-    else:
-        keys = ("task", "model", "classes", "size", "boxes", "args")
-        save_checkpoint({**{k: record[k] for k in keys if k in record}, "state_dict": model.state_dict()}, dst,
-                        overwrite=overwrite)  # fmt: skip
-    return record["model"]

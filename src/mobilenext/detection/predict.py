@@ -12,8 +12,8 @@ from torchvision.transforms.v2 import functional as F
 from torchvision.utils import draw_bounding_boxes
 
 from .._io import OutputExistsError, atomic_path, mirrored_outputs
+from ..data.images import read_image
 from ..errors import ConfigError, ImageError
-from ..inference import load_image
 
 __all__ = ["detect_images", "draw_detections", "plan_outputs"]
 
@@ -54,24 +54,23 @@ def detect_images(
     model: nn.Module,
     paths: Sequence[str | Path],
     classes: Sequence[str],
-    score_thresh: float = 0.3,
     outputs: Sequence[Path] | None = None,
     overwrite: bool = False,
 ) -> Iterator[tuple[Path, dict[str, torch.Tensor] | Exception]]:
-    """Detections scoring at least ``score_thresh`` per image, in original pixel coordinates; with ``outputs``
-    (one path per image, e.g. from :func:`plan_outputs`) also the image with its boxes drawn, as PNG. An
-    unreadable image yields its error instead."""
+    """The detector's detections per image (its own post-processing: scores above ``model.score_thresh``, NMS,
+    the best ``model.detections_per_img``), in original pixel coordinates; with ``outputs`` (one path per image,
+    e.g. from :func:`plan_outputs`) also the image with its boxes drawn, as PNG. An unreadable image yields
+    its error instead."""
     model.eval()
     device = next(model.parameters()).device
     for index, path in enumerate(map(Path, paths)):
         try:
-            image = F.pil_to_tensor(load_image(path))
+            image = F.pil_to_tensor(read_image(path))
         except ImageError as error:
             yield path, error
             continue
         result = model([F.to_dtype(image, torch.float32, scale=True).to(device)])[0]
-        keep = result["scores"] >= score_thresh
-        detections = {k: v[keep].cpu() for k, v in result.items()}
+        detections = {k: v.cpu() for k, v in result.items()}
         if outputs is not None:
             outputs[index].parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(outputs[index], overwrite=overwrite) as tmp:

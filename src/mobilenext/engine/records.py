@@ -1,7 +1,7 @@
 """What a run leaves behind besides checkpoints: ``args.yaml``, ``summary.csv``, ``log.txt``, and curve plots.
 
-``summary.csv`` starts with the authors' columns (``epoch,train_loss,eval_loss,eval_prec1,eval_prec5``) so
-our runs and theirs plot and diff alike.
+Each task says which columns its ``summary.csv`` leads with and how its curves are drawn (:class:`Curves`, on
+its :class:`~mobilenext.engine.runner.Task`); this module writes and draws them, knowing no task by name.
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["AUTHORS_COLUMNS", "write_summary", "read_summary", "write_args", "log_file", "plot_runs"]
-
-AUTHORS_COLUMNS = ("epoch", "train_loss", "eval_loss", "eval_prec1", "eval_prec5")
+__all__ = ["Curves", "write_summary", "read_summary", "write_args", "log_file", "plot_runs"]
 
 
-def write_summary(path: Path, rows: list[dict[str, Any]], leading: Sequence[str] = AUTHORS_COLUMNS) -> None:
+def write_summary(path: Path, rows: list[dict[str, Any]], leading: Sequence[str] = ()) -> None:
     """Rewrite the whole file (it is small) so a kill mid-write never leaves a torn row. ``leading`` columns
-    come first (by default the authors' classification columns), then every other key in order of appearance."""
+    come first (the task's), then every other key in order of appearance."""
     columns = list(leading) + [k for row in rows for k in row if k not in leading]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(columns)))
@@ -69,10 +67,11 @@ def log_file(path: Path | None) -> Iterator[logging.Handler | None]:
         handler.close()
 
 
-class _Kind(NamedTuple):
-    """Which columns of one kind of ``summary.csv`` to draw; a run's kind is the first whose ``required`` it has."""
+class Curves(NamedTuple):
+    """How one task's ``summary.csv`` is drawn: losses left, scores right. A run is of the first task whose
+    ``required`` columns its summary has."""
 
-    name: str
+    name: str  # the kind of run, in messages ("classification", "detection", ...)
     made_by: str  # the command that writes it, for error messages
     required: tuple[str, ...]
     x: str
@@ -83,65 +82,28 @@ class _Kind(NamedTuple):
     score_title: str
     percent: float = 1.0  # factor that turns a score into %
     one_score: bool = False  # draw only the first score every run has, not all of them
-
-
-_KINDS = (
-    _Kind(
-        "classification",
-        "mobilenext train / nas train",
-        ("epoch", "train_loss", "eval_loss", "eval_prec1"),
-        "epoch",
-        (("train_loss", "train"), ("eval_loss", "eval")),
-        (("eval_prec1", "top-1"), ("ema_eval_prec1", "EMA top-1")),
-        "top-1 (%)",
-        "loss (train: with label smoothing)",
-        "held-out top-1",
-    ),
-    _Kind(
-        "detection",
-        "mobilenext detect train",
-        ("iteration", "train_loss", "bbox_loss", "cls_loss", "map50"),
-        "iteration",
-        (("train_loss", "total"), ("bbox_loss", "bbox"), ("cls_loss", "cls")),
-        # COCO rows also hold map50 (= ap50), but AP@[.5:.95] is their headline; a VOC run next to a COCO
-        # run falls back to the mAP@0.5 they share, so the curves stay comparable.
-        (("ap", "COCO AP@[.5:.95]"), ("map50", "mAP@0.5")),
-        "{} (%)",
-        "training loss (total = bbox + cls)",
-        "held-out mAP",
-        percent=100.0,
-        one_score=True,
-    ),
-    _Kind(
-        "NAS search",
-        "mobilenext nas search",
-        ("epoch", "train_loss", "train_acc", "val_loss", "val_acc"),
-        "epoch",
-        (("train_loss", "train"), ("val_loss", "held-out half")),
-        (("train_acc", "train"), ("val_acc", "held-out half")),
-        "accuracy (%)",
-        "search loss (held-out: the half that trains the alphas)",
-        "search accuracy (held-out: the alpha half)",
-    ),
-)
-
-_RUN_FOLDER = "a run folder is the --output of `mobilenext train`, `detect train` or `nas search`"
+    takes_reference: bool = False  # the authors' logged runs (``--reference``) are of this kind
 
 
 class _Run(NamedTuple):
     label: str
     rows: list[dict[str, float]]
-    kind: _Kind
+    kind: Curves
 
 
-def _load_run(run: Path) -> _Run:
+def _run_folder_hint(kinds: Sequence[Curves]) -> str:
+    commands = sorted({command.strip() for kind in kinds for command in kind.made_by.split("/")})
+    return f"a run folder is the --output of {', '.join(f'`{c}`' for c in commands)}"
+
+
+def _load_run(run: Path, kinds: Sequence[Curves]) -> _Run:
     """Read and classify one run, or say in one sentence why it cannot be plotted."""
     if not run.exists():
-        raise ConfigError(f"{run} does not exist; give a run folder or its summary.csv ({_RUN_FOLDER}).")
+        raise ConfigError(f"{run} does not exist; give a run folder or its summary.csv ({_run_folder_hint(kinds)}).")
     path = run / "summary.csv" if run.is_dir() else run
     if not path.is_file():
         raise ConfigError(
-            f"{run} holds no summary.csv; is it a run folder? ({_RUN_FOLDER}, "
+            f"{run} holds no summary.csv; is it a run folder? ({_run_folder_hint(kinds)}, "
             "and gets summary.csv after its first epoch or evaluation)."
         )
     # the folder names the run, also when its summary.csv is given (a file of another name names itself)
@@ -153,9 +115,9 @@ def _load_run(run: Path) -> _Run:
     if not rows:
         raise ConfigError(f"{path} has no rows: no epochs/evaluations logged yet; plot it after the first one.")
     columns = {k for row in rows for k in row}  # read_summary drops empty cells, so a union over all rows
-    kind = next((k for k in _KINDS if set(k.required) <= columns), None)
+    kind = next((k for k in kinds if set(k.required) <= columns), None)
     if kind is None:
-        expected = "; ".join(f"{','.join(k.required)} ({k.name}: {k.made_by})" for k in _KINDS)
+        expected = "; ".join(f"{','.join(k.required)} ({k.name}: {k.made_by})" for k in kinds)
         raise ConfigError(
             f"{path} has columns {','.join(dict.fromkeys(c for r in rows for c in r))}, which match "
             f"no kind of run; expected one of: {expected}."
@@ -163,21 +125,21 @@ def _load_run(run: Path) -> _Run:
     return _Run(label, rows, kind)
 
 
-def _load_runs(run_dirs: Sequence[str | Path], reference: str | None) -> list[_Run]:
+def _load_runs(run_dirs: Sequence[str | Path], kinds: Sequence[Curves], reference: str | None) -> list[_Run]:
     """Every check before anything is drawn, so an error leaves no file behind and needs no matplotlib."""
-    runs = [_load_run(Path(run)) for run in run_dirs]
+    runs = [_load_run(Path(run), kinds) for run in run_dirs]
     if len({run.kind for run in runs}) > 1:
         kinds = ", ".join(f"{run.label} ({run.kind.name})" for run in runs)
         raise ConfigError(f"cannot plot runs of different kinds on the same axes: {kinds}; plot them separately.")
     if reference:
-        others = [f"{run.label} ({run.kind.name})" for run in runs if run.kind.name != "classification"]
+        others = [f"{run.label} ({run.kind.name})" for run in runs if not run.kind.takes_reference]
         if others:
             raise ConfigError(
                 f"--reference adds the authors' ImageNet classification curve, which cannot share axes "
                 f"with {', '.join(others)}; leave --reference out for this run."
             )
         label = f"authors: {REFERENCE_RUNS.get(reference, reference)}"
-        runs.append(_Run(label, reference_summary(reference), _KINDS[0]))
+        runs.append(_Run(label, reference_summary(reference), next(k for k in kinds if k.takes_reference)))
     if not runs:
         raise ConfigError("nothing to plot; give at least one run folder (or a --reference curve).")
     return runs
@@ -214,8 +176,13 @@ def _draw_runs(runs: list[_Run]) -> Figure:
 
 
 def plot_runs(
-    run_dirs: Sequence[str | Path], output: str | Path, reference: str | None = None, overwrite: bool = True
+    run_dirs: Sequence[str | Path],
+    output: str | Path,
+    kinds: Sequence[Curves],
+    reference: str | None = None,
+    overwrite: bool = True,
 ) -> Path:
-    """Loss and accuracy curves of ``run_dirs`` (folders or their summary.csv; classification, detection or NAS
-    search runs, one kind per plot) and optionally one of the authors' classification runs, as a PNG."""
-    return save_png(_draw_runs(_load_runs(run_dirs, reference)), Path(output), overwrite=overwrite)
+    """Loss and accuracy curves of ``run_dirs`` (folders or their summary.csv, all of one of the ``kinds``) and
+    optionally one of the authors' classification runs, as a PNG. ``mobilenext.api.plot_runs`` passes every
+    task's kind."""
+    return save_png(_draw_runs(_load_runs(run_dirs, kinds, reference)), Path(output), overwrite=overwrite)

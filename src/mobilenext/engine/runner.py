@@ -1,8 +1,9 @@
 """The one training engine under classification, detection and NAS search.
 
 A *task* (:class:`Task`) says what is its own: data, model and optimiser (built in its ``__init__``), how a
-batch becomes a loss, how a round is evaluated, and which settings a resume must keep. :class:`Runner` does
-everything else, once for every task:
+batch becomes a loss, how a round is evaluated, which settings a resume must keep, its summary columns and
+curves (what its checkpoint files mean is its ``files`` module's: :class:`~.checkpoint.TaskFiles`).
+:class:`Runner` does everything else, once for every task:
 
 - distributed set-up and clean-up (``torchrun``: nccl on GPU, gloo on CPU), DDP wrapping, SyncBatchNorm
   through timm's conversion (which keeps the activations of timm's ``BatchNormAct2d``);
@@ -37,11 +38,11 @@ from timm.layers import convert_sync_batchnorm
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
+from .amp import autocast
 from .checkpoint import BEST, FORMAT, LAST, load_training_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, local_device
-from .evaluate import autocast
 from .progress import Progress
-from .records import write_args, write_summary
+from .records import Curves, write_args, write_summary
 from .run_folder import open_run
 
 __all__ = ["Runner", "Step", "Task", "prepare_model", "run_task", "seed_everything"]
@@ -86,6 +87,7 @@ class Task:
     round_name: ClassVar[str] = "epoch"
     position: ClassVar[str] = "epoch"  # the summary column numbering rounds; ``best`` refers to it
     summary_columns: ClassVar[tuple[str, ...]] = ()  # the leading columns of summary.csv
+    curves: ClassVar[Curves | None] = None  # how `mobilenext plot` draws its summary.csv
     score_name: ClassVar[str] = "score"  # what picks best.pth (higher is better)
     score_scale: ClassVar[float] = 1.0  # factor that turns the score into the logged figure
     data_parallel: ClassVar[bool] = True  # False: the task refuses torchrun

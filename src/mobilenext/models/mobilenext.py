@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from .._compat import factory_device, feature_take_indices
 from ..errors import ConfigError
+from .checkpoint import checkpoint_filter_fn
 from .layers import ConvNormAct
 from .sandglass import SandglassBlock, sandglass_reduced_channels
 
@@ -311,8 +312,6 @@ class MobileNeXt(nn.Module):
 
 # --- registration ---------------------------------------------------------------------------------------
 def _create_mobilenext(variant: str, pretrained: bool = False, **kwargs: Any) -> MobileNeXt:
-    from .checkpoint import checkpoint_filter_fn  # imported here: checkpoint.py builds on this module
-
     return build_model_with_cfg(
         MobileNeXt,
         variant,

@@ -56,7 +56,7 @@ def _search(args: argparse.Namespace) -> int:
     from ..engine.config import config_from_args
     from .search import SearchConfig, search
 
-    search(config_from_args(_settings(args), schema=SearchConfig))
+    search(config_from_args(_settings(args), SearchConfig))
     return 0
 
 
@@ -66,7 +66,7 @@ def _train(args: argparse.Namespace) -> int:
 
     given = _settings(args)
     given.setdefault("config", DEFAULT_RECIPE)
-    train_network(config_from_args(given, schema=NasTrainConfig))
+    train_network(config_from_args(given, NasTrainConfig))
     return 0
 
 

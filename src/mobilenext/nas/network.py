@@ -2,8 +2,9 @@
 cells at 1/3 and 2/3 of the depth, where the width doubles), global pooling and a classifier, plus an
 auxiliary classifier at 2/3 of the depth for training.
 
-Registered with timm as ``darts_cifar``: ``timm.create_model("darts_cifar", genotype="DARTS_V2",
-init_channels=36, layers=20, auxiliary=True, drop_path_rate=0.2)``. In training mode with
+Registered with timm as ``darts_cifar`` (by :mod:`mobilenext.nas`, so that ``import mobilenext`` registers it
+without loading this module): ``timm.create_model("darts_cifar", genotype="DARTS_V2", init_channels=36,
+layers=20, auxiliary=True, drop_path_rate=0.2)``. In training mode with
 ``auxiliary=True`` the forward returns ``(logits, auxiliary_logits)``, as DARTS's does; otherwise logits.
 """
 
@@ -12,7 +13,6 @@ from typing import Any
 
 import torch
 from timm.layers import SelectAdaptivePool2d, drop_path
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
 from .._compat import factory_device, feature_take_indices
@@ -284,27 +284,3 @@ def network_summary(
         "normal_ops": dict(Counter(op for op, _ in model.genotype.normal).most_common()),
         "reduce_ops": dict(Counter(op for op, _ in model.genotype.reduce).most_common()),
     }
-
-
-def _cfg(**kwargs: Any) -> dict[str, Any]:
-    return {
-        "num_classes": 10, "input_size": (3, 32, 32), "pool_size": (8, 8), "crop_pct": 1.0,
-        "interpolation": "bilinear", "mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616),
-        "first_conv": "stem.0", "classifier": "classifier", "license": "apache-2.0", **kwargs,
-    }  # fmt: skip
-
-
-default_cfgs = generate_default_cfgs({"darts_cifar": _cfg()})
-
-
-@register_model
-def darts_cifar(pretrained: bool = False, **kwargs: Any) -> NetworkCIFAR:
-    """DARTS's CIFAR evaluation network; ``genotype`` (default ``DARTS_V2``), ``init_channels`` (36),
-    ``layers`` (20), ``auxiliary`` (False) are keyword arguments."""
-    return build_model_with_cfg(
-        NetworkCIFAR,
-        "darts_cifar",
-        pretrained,
-        feature_cfg={"feature_cls": "getter", "out_indices": (0, 1, 2)},
-        **kwargs,
-    )

@@ -9,7 +9,6 @@ derived after each epoch), ``genotype.json`` (with the softmax weights), ``genot
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,8 @@ from torch.utils.data import DataLoader, Subset
 from .._io import atomic_path
 from ..checks import Number
 from ..data.loader import ResumableSampler, default_workers
-from ..engine.config import ANY_INT, COUNT, FRACTION, NONNEG, NONNEG_INT, POSITIVE, RunSettings, setting
+from ..engine.config import ANY_INT, COUNT, FRACTION, NONNEG, NONNEG_INT, POSITIVE, SWITCH, RunSettings, setting
+from ..engine.records import Curves
 from ..engine.runner import Runner, Step, Task, cycle, run_task
 from ..errors import ConfigError, MissingDependencyError
 from .data import cifar_transforms, open_cifar, split_for_search
@@ -37,7 +37,6 @@ log = logging.getLogger("mobilenext")
 
 RUN_PREFIX = "nas-search"
 SUMMARY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "arch_loss", "lr")
-_BOOL = {"action": argparse.BooleanOptionalAction}
 
 
 @dataclass
@@ -48,7 +47,7 @@ class SearchConfig(RunSettings):
     ops: tuple[str, ...] = setting(
         ("darts+sg",), "candidate operations: presets darts, darts+sg, darts+ir and/or operation names", nargs="+"
     )
-    unrolled: bool = setting(True, "second-order (unrolled) alpha gradient; --no-unrolled for first order", **_BOOL)
+    unrolled: bool = setting(True, "second-order (unrolled) alpha gradient; --no-unrolled for first order", **SWITCH)
     hessian: str = setting(
         "exact",
         "second order: Hessian-vector product by autograd (exact) or by DARTS's central differences (less memory)",
@@ -70,7 +69,7 @@ class SearchConfig(RunSettings):
         0.5, "fraction of the training images that train the weights", type=Number(float, 0, 1, True, True)
     )
     cutout: int = setting(0, "Cutout square side (0: off)", **NONNEG_INT)
-    channels_last: bool = setting(True, "channels-last memory format", **_BOOL)
+    channels_last: bool = setting(True, "channels-last memory format", **SWITCH)
     seed: int = setting(2, "random seed (DARTS's)", **ANY_INT)
 
 
@@ -98,6 +97,17 @@ class SearchTask(Task):
 
     name = "nas-search"
     summary_columns = SUMMARY_COLUMNS
+    curves = Curves(
+        "NAS search",
+        "mobilenext nas search",
+        ("epoch", "train_loss", "train_acc", "val_loss", "val_acc"),
+        "epoch",
+        (("train_loss", "train"), ("val_loss", "held-out half")),
+        (("train_acc", "train"), ("val_acc", "held-out half")),
+        "accuracy (%)",
+        "search loss (held-out: the half that trains the alphas)",
+        "search accuracy (held-out: the alpha half)",
+    )
     data_parallel = False  # DARTS's alpha step is not data-parallel
     divergence_hint = "Lower --lr or --arch-lr."
     cfg: SearchConfig

@@ -8,14 +8,14 @@ whose rate rises linearly over the epochs, and pad-crop + flip + Cutout augmenta
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ..engine.config import COUNT, NONNEG, NONNEG_INT, TrainConfig, setting
-from ..engine.train import ClassificationTask, train
+from ..classification.config import TrainConfig
+from ..classification.train import ClassificationTask, train
+from ..engine.config import COUNT, NONNEG, NONNEG_INT, SWITCH, setting
 from ..errors import ConfigError
 from .data import cifar_transforms
 from .genotypes import load_genotype
@@ -32,7 +32,7 @@ class NasTrainConfig(TrainConfig):
     genotype: str = setting("DARTS_V2", "built-in genotype (DARTS_V1, DARTS_V2), JSON file, or Genotype(...) text")
     init_channels: int = setting(36, "channels of the first cells", **COUNT)
     layers: int = setting(20, "cells", **COUNT)
-    auxiliary: bool = setting(True, "auxiliary classifier at 2/3 of the depth", action=argparse.BooleanOptionalAction)
+    auxiliary: bool = setting(True, "auxiliary classifier at 2/3 of the depth", **SWITCH)
     auxiliary_weight: float = setting(0.4, "weight of the auxiliary loss", **NONNEG)
     cutout: int = setting(16, "Cutout square side (0: off)", **NONNEG_INT)
 

@@ -1,21 +1,21 @@
-"""``mobilenext validate``: accuracy, loss and speed of a checkpoint (or its EMA weights) on a dataset.
+"""``mobilenext validate``: accuracy, loss and speed of a restored classifier on a dataset.
 
-A checkpoint written by ``mobilenext train`` remembers its model, dataset and preprocessing, so
-``mobilenext validate runs/x/best.pth`` reproduces the accuracy logged when it was saved.
+A checkpoint written by ``mobilenext train`` remembers its model, dataset and preprocessing, so validating
+``runs/x/best.pth`` (restored by ``mobilenext.api.restore_model``) reproduces the accuracy logged when it
+was saved.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..data import DATA_DEFAULTS, create_loader, create_transforms, open_datasets, resolve_transform_config
 from ..data.loader import default_workers
-from ..models.checkpoint import restore_model
-from .distributed import cleanup, init_distributed
+from ..engine.checkpoint import Restored
+from ..engine.distributed import cleanup, init_distributed
 from .evaluate import evaluate
 
 __all__ = ["validate"]
@@ -24,12 +24,10 @@ log = logging.getLogger("mobilenext")
 
 
 def validate(
-    checkpoint: str | Path | None,
-    model: str | None = None,
+    restored: Restored,
     data: str | None = None,
     dataset: str | None = None,
     split: str | None = None,
-    use_ema: bool = True,
     img_size: int | None = None,
     crop_pct: float | None = None,
     interpolation: str | None = None,
@@ -38,29 +36,27 @@ def validate(
     device: str | None = None,
     amp: bool = False,
     channels_last: bool = True,
-    num_classes: int | None = None,
+    fit_classes: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint``; arguments left ``None`` come from the checkpoint's run, then the defaults."""
-    net, record = restore_model(checkpoint, model, use_ema=use_ema, num_classes=num_classes)
-    args = record.get("args", {})
+    """Evaluate ``restored``; arguments left ``None`` come from its training run, then the defaults.
+    ``fit_classes``: give the model (random weights) a classifier for the dataset's number of classes."""
+    net, args = restored.model, restored.args
     if data is None and dataset is None:
         data, dataset = args.get("data"), args.get("dataset", "")
     datasets = open_datasets(data, dataset or "", train_split=None, val_split=split or args.get("val_split"))
-    if not checkpoint and num_classes is None and datasets.classes:
+    if fit_classes and datasets.classes:
         net.reset_classifier(len(datasets.classes))
-    model_name = record["model"]
 
     dist = init_distributed(device)
     try:
-        if not checkpoint and dist.is_main:
-            log.warning(f"no --checkpoint: {model_name} has random weights.")
+        if restored.path is None and dist.is_main:
+            log.warning(f"no --checkpoint: {restored.name} has random weights.")
         net.to(dist.device)
         if channels_last:
             net.to(memory_format=torch.channels_last)
 
-        stored = record.get("data_config", {})
         overrides = {"img_size": img_size, "crop_pct": crop_pct, "interpolation": interpolation}
-        defaults = {**DATA_DEFAULTS.get(datasets.kind, {}), **stored}
+        defaults = {**DATA_DEFAULTS.get(datasets.kind, {}), **restored.data_config}  # the file's over the dataset's
         data_config = resolve_transform_config(net, defaults, overrides)
         datasets.val.transform = create_transforms(data_config)[1]
         loader = create_loader(
@@ -73,13 +69,14 @@ def validate(
         )
         metrics = evaluate(net, loader, dist.device, amp=amp, channels_last=channels_last, progress=dist.is_main)
         return {
-            "model": model_name,
-            "checkpoint": str(checkpoint),
-            "ema": use_ema and record.get("has_ema", False),
+            "model": restored.name,
+            "checkpoint": str(restored.path) if restored.path else None,
+            "source": restored.source,
+            "ema": restored.ema,
             "dataset": datasets.description,
             **data_config,
             **metrics,
-            "logged": record.get("metrics", {}),
+            "logged": restored.metrics,
         }
     finally:
         cleanup()

@@ -1,8 +1,7 @@
-"""Evaluation: loss, top-1, top-5 and speed, summed exactly over DDP ranks."""
+"""Classification evaluation: loss, top-1, top-5 and speed, summed exactly over DDP ranks."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
@@ -10,17 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .distributed import all_reduce_sum
-from .progress import Progress
+from ..engine.amp import autocast
+from ..engine.distributed import all_reduce_sum
+from ..engine.progress import Progress
 
-__all__ = ["evaluate", "autocast"]
-
-
-def autocast(device: torch.device, enabled: bool):
-    """Mixed precision: float16 on GPU, bfloat16 on CPU (CPUs have no fast float16 matmuls)."""
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
+__all__ = ["evaluate"]
 
 
 @torch.no_grad()

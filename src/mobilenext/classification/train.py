@@ -21,17 +21,26 @@ from torch import nn
 
 from ..data import create_loader, create_transforms, open_datasets, resolve_transform_config
 from ..data.loader import default_workers
+from ..engine.records import Curves
+from ..engine.runner import Runner, Step, Task, run_task
 from ..errors import ConfigError
-from ..models.checkpoint import classifier_classes, load_checkpoint, read_state_dict, to_model_layout
+from ..models.checkpoint import (
+    classifier_classes,
+    keep_model_classifier,
+    load_checkpoint,
+    read_state_dict,
+    to_model_layout,
+)
 from ..models.factory import create_model
-from .config import TrainConfig
+from .config import DEFAULT_RECIPE, TrainConfig
 from .evaluate import evaluate
-from .records import AUTHORS_COLUMNS
-from .runner import Runner, Step, Task, run_task
 
-__all__ = ["ClassificationTask", "add_arguments", "run", "train"]
+__all__ = ["AUTHORS_COLUMNS", "ClassificationTask", "add_arguments", "run", "train"]
 
 log = logging.getLogger("mobilenext")
+
+# The authors' summary.csv columns: our runs and theirs plot and diff alike.
+AUTHORS_COLUMNS = ("epoch", "train_loss", "eval_loss", "eval_prec1", "eval_prec5")
 
 
 class ClassificationTask(Task):
@@ -39,6 +48,18 @@ class ClassificationTask(Task):
 
     name = "classification"
     summary_columns = AUTHORS_COLUMNS
+    curves = Curves(
+        "classification",
+        "mobilenext train / nas train",
+        ("epoch", "train_loss", "eval_loss", "eval_prec1"),
+        "epoch",
+        (("train_loss", "train"), ("eval_loss", "eval")),
+        (("eval_prec1", "top-1"), ("ema_eval_prec1", "EMA top-1")),
+        "top-1 (%)",
+        "loss (train: with label smoothing)",
+        "held-out top-1",
+        takes_reference=True,
+    )
     score_name = "top-1"
     divergence_hint = "Lower --lr, add --warmup-epochs or --clip-grad."
     cfg: TrainConfig
@@ -118,7 +139,7 @@ class ClassificationTask(Task):
         reset = source_classes is not None and source_classes != self.num_classes
         with warnings.catch_warnings():  # the message below says it better
             warnings.simplefilter("ignore")
-            load_checkpoint(model, state_dict, reset_classifier=reset)
+            load_checkpoint(model, state_dict, filter_fn=keep_model_classifier if reset else None)
         if reset and self.dist.is_main:
             log.info(
                 f"fine-tuning: {path} has a {source_classes}-class classifier; it is replaced by a new "
@@ -300,13 +321,13 @@ def train(cfg: TrainConfig, task: type[ClassificationTask] = ClassificationTask)
 
 def add_arguments(parser) -> None:
     """``mobilenext train``'s flags: one per :class:`TrainConfig` setting, plus ``--config``."""
-    from .config import add_config_arguments
+    from ..engine.config import add_config_arguments
 
     add_config_arguments(parser, TrainConfig)
 
 
 def run(args) -> int:
-    from .config import config_from_args
+    from ..engine.config import config_from_args
 
-    train(config_from_args(args))
+    train(config_from_args(args, TrainConfig, DEFAULT_RECIPE))
     return 0

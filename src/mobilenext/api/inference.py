@@ -10,76 +10,37 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from timm.data import ImageNetInfo, create_transform, resolve_model_data_config
+from timm.data import create_transform, resolve_model_data_config
 from torch import nn
 
-from .data.images import read_image
-from .deploy.fuse import fuse
-from .errors import ConfigError, ImageError, MobileNeXtError
-from .models.checkpoint import restore_model
-from .models.factory import get_model
+from ..classification.files import RUN_ORIGIN, label_names
+from ..data.images import read_image
+from ..engine.checkpoint import Restored
+from ..errors import ConfigError, ImageError
+from .restore import get_model, restore_model
 
-__all__ = [
-    "inference_model",
-    "predict",
-    "load_image",
-    "find_images",
-    "class_names",
-    "describe_inputs",
-    "IMAGE_EXTENSIONS",
-]
+__all__ = ["class_names", "describe_inputs", "inference_model", "predict"]
 
 log = logging.getLogger("mobilenext")
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 ImageLike = str | Path | Image.Image | np.ndarray
 
 
-def load_image(image: ImageLike) -> Image.Image:
-    """Open a path, a PIL image or an array as an RGB PIL image (16-bit and float images scaled, oversized ones
-    refused: :func:`mobilenext.data.images.read_image`)."""
-    return read_image(image)
-
-
-def find_images(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand folders (recursively) into their image files; files are kept as given."""
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
-        elif p.exists():
-            found.append(p)
-        else:
-            raise MobileNeXtError(f"{p} does not exist.")
-    return found
-
-
 def class_names(model: nn.Module) -> list[str]:
-    """Human-readable class names: ImageNet's for 1000 classes, else the model's ``class_names`` or indices."""
-    names = getattr(model, "class_names", None) or getattr(model, "pretrained_cfg", {}).get("label_names")
-    if names and len(names) == model.num_classes:
-        return list(names)
-    if model.num_classes == 1000:
-        info = ImageNetInfo()
-        return [info.index_to_description(i) for i in range(1000)]
-    return [str(i) for i in range(model.num_classes)]
+    """Human-readable class names in label order: the model's own (its ``pretrained_cfg``), ImageNet's for 1000
+    classes, else the indices."""
+    return label_names(model) or [str(i) for i in range(model.num_classes)]
 
 
-def describe_inputs(model: nn.Module, record: dict[str, Any] | None = None) -> str:
+def describe_inputs(restored: Restored) -> str:
     """What :func:`predict` will do to an image and call its classes, and where those settings come from."""
+    model = restored.model
     cfg = resolve_model_data_config(model)
     size = "x".join(map(str, cfg["input_size"][1:]))
     numbers = ", ".join  # short lists, printed plainly
-    pretrained_cfg = getattr(model, "pretrained_cfg", None) or {}
-    origin = (
-        "the checkpoint's training run"
-        if (record or {}).get("data_config")
-        else f"{pretrained_cfg.get('architecture', 'the model')}'s pretrained_cfg"
-    )
-    names = pretrained_cfg.get("label_names")
+    names = getattr(model, "pretrained_cfg", {}).get("label_names")
     if names and len(names) == model.num_classes:
-        classes = "its dataset's" if (record or {}).get("classes") else "the pretrained_cfg's"
+        classes = "its dataset's" if restored.origin == RUN_ORIGIN else "the pretrained_cfg's"
     elif model.num_classes == 1000:
         classes = "ImageNet's"
     else:
@@ -87,7 +48,7 @@ def describe_inputs(model: nn.Module, record: dict[str, Any] | None = None) -> s
     return (
         f"input {size} px, crop {cfg['crop_pct']:g}, {cfg['interpolation']}, mean "
         f"({numbers(f'{v:.4g}' for v in cfg['mean'])}), std ({numbers(f'{v:.4g}' for v in cfg['std'])}) "
-        f"from {origin}; class names: {classes}"
+        f"from {restored.origin}; class names: {classes}"
     )
 
 
@@ -97,9 +58,9 @@ def _as_model(model_or_name: nn.Module | str | Path, **kwargs: Any) -> nn.Module
     if isinstance(model_or_name, nn.Module):
         return model_or_name
     if Path(model_or_name).is_file():
-        model, record = restore_model(model_or_name, kwargs.pop("model", None), **kwargs)
-        log.info(f"{record['model']} from {model_or_name}: {describe_inputs(model, record)}")
-        return model
+        restored = restore_model(model_or_name, kwargs.pop("model", None), task="classification", **kwargs)
+        log.info(f"{restored.name} from {model_or_name}: {describe_inputs(restored)}")
+        return restored.model
     return get_model(str(model_or_name), **kwargs)
 
 
@@ -117,6 +78,8 @@ def predict(
     The images run through the model's fastest exact form, a copy with BatchNorm folded into the convolutions
     (:func:`mobilenext.deploy.fuse`) in channels-last memory; ``model`` itself is left as it was.
     """
+    from ..deploy.fuse import fuse
+
     if topk < 1 or batch_size < 1:
         raise ConfigError(f"topk and batch_size must be at least 1, not {topk} and {batch_size}.")
     transform = create_transform(**resolve_model_data_config(model))
@@ -135,7 +98,7 @@ def predict(
     batch: list[tuple[ImageLike, torch.Tensor]] = []
     for image in images:
         try:
-            batch.append((image, transform(load_image(image))))
+            batch.append((image, transform(read_image(image))))
         except ImageError as e:
             yield image, e
             continue
@@ -150,8 +113,8 @@ def inference_model(model_or_name: nn.Module | str | Path, image: ImageLike, top
     """Classify one image with a model, a model name or a checkpoint file (see :func:`predict` for how the
     image is prepared). Returns ``pred_label``, ``pred_class``, ``pred_score``, ``pred_scores`` (top-k scores)
     and ``topk`` ([(label, class, score), ...]). ``kwargs`` go to :func:`mobilenext.get_model` when a name is
-    given (e.g. ``pretrained=PATH``), or to :func:`~mobilenext.models.checkpoint.restore_model` for a checkpoint
-    (e.g. ``model=NAME`` for a plain weights file of an ambiguous shape)."""
+    given (e.g. ``pretrained=PATH``), or to :func:`~mobilenext.api.restore_model` for a checkpoint (e.g.
+    ``model=NAME`` for a plain weights file of an ambiguous shape)."""
     model = _as_model(model_or_name, **kwargs)
     ((_, result),) = list(predict(model, [image], topk=topk, batch_size=1))
     if isinstance(result, ImageError):
