@@ -4,6 +4,7 @@ their parameter counts, and their layout converted both ways without a bit chang
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 import torch
@@ -258,8 +259,11 @@ def test_their_checkpoint_equals_a_reference_built_from_their_layer_order(tmp_pa
     torch.save({"model": reference.state_dict()}, path)
     ours = restore_model(path, task="detection").model
 
-    images = torch.rand(2, 3, 320, 320)
-    normalised = (images - torch.tensor(AUTHORS_MEAN).view(1, 3, 1, 1)) / torch.tensor(AUTHORS_STD).view(1, 3, 1, 1)
+    pixels = torch.randint(0, 256, (2, 3, 320, 320)).float()  # decoded 8-bit images, as their loader gives
+    images = pixels / 255  # as our detectors take them
+    # their SubtractMeans, in 0..255 units and float32
+    mean, std = (torch.tensor([v * 255 for v in values]).view(1, 3, 1, 1) for values in (AUTHORS_MEAN, AUTHORS_STD))
+    normalised = (pixels - mean) / std
     with torch.no_grad():
         maps, cls, reg = reference(normalised)
         for a, b in zip(maps, ours.backbone(normalised).values()):
@@ -350,3 +354,166 @@ def test_their_voc_checkpoint_on_coco_data_is_one_sentence(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert "voc.pth detects 20 classes (aeroplane, bicycle, bird, ...) but the COCO data" in error, error
     assert "has 2 (person, cat)" in error and len(error.splitlines()) == 1
+
+
+def _as_if_trained(detector: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial BN statistics and head weights: a fresh head scores every box alike (the focal one at its 0.01
+    prior, below COCO's 0.05 threshold), and equal detections would then prove nothing."""
+    randomise_norms(detector)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for layer in detector.head.modules():
+            if isinstance(layer, torch.nn.Conv2d):
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.05)
+                layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator) * 0.5)
+    return detector.eval()
+
+
+@pytest.mark.parametrize("spec", list(AUTHORS_DETECTORS), ids=lambda p: f"{p[0]}-{p[2]}")
+def test_conversion_keeps_the_detections_of_each_of_their_configs(tmp_path, spec):
+    """Each of their three detectors, in their layout, converted to ours and back: the same network, scoring,
+    classes, input size, normalisation and test-time settings, so the same detections to the bit."""
+    from mobilenext.api import convert, restore_model
+
+    name, classes, boxes = spec
+    torch.manual_seed(0)
+    detector = _as_if_trained(
+        create_detector(name, classes, boxes=boxes, loss="focal" if boxes == "coco" else "softmax")
+    )
+    theirs = tmp_path / "theirs.pth"
+    torch.save(
+        {"model": {f"module.{k}": v for k, v in to_authors_layout(detector.state_dict(), detector).items()}}, theirs
+    )
+    assert convert(theirs, tmp_path / "ours.pth") == name
+    assert convert(tmp_path / "ours.pth", tmp_path / "back.pth", "official") == name
+    back = torch.load(tmp_path / "back.pth", weights_only=True)
+    assert {k: tuple(v.shape) for k, v in back["model"].items()} == _reference_shapes(AUTHORS_DETECTORS[spec][0])
+
+    original, *converted = (restore_model(tmp_path / f) for f in ("theirs.pth", "ours.pth", "back.pth"))
+    images = [torch.rand(3, 240, 300), torch.rand(3, 320, 320)]
+    with torch.no_grad():
+        expected = original.model(images)
+    assert sum(len(found["boxes"]) for found in expected) > 10
+    for restored in converted:
+        assert type(restored.model) is type(original.model) and restored.model.loss == original.model.loss
+        for field in ("name", "classes", "data_config", "test_settings"):
+            assert getattr(restored, field) == getattr(original, field), field
+        with torch.no_grad():
+            for got, want in zip(restored.model(images), expected, strict=True):
+                for key in ("boxes", "scores", "labels"):
+                    assert torch.equal(got[key], want[key]), key
+
+
+def test_a_detector_of_our_own_converts_to_their_layout_and_back(tmp_path):
+    """Not one of their configurations (3 classes, 160 px, other thresholds): their layout holds its weights, and
+    what decides its numbers travels beside them."""
+    from mobilenext.api import convert, restore_model
+    from mobilenext.engine.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    detector = _as_if_trained(create_detector("ssdlite_mobilenext_035", 4, size=160, score_thresh=0.2))
+    ours = tmp_path / "ours.pth"
+    save_checkpoint({"task": "detection", "model": "ssdlite_mobilenext_035", "classes": ["a", "b", "c"], "size": 160,
+                     "boxes": "voc", "loss": "softmax", "args": {"score_thresh": 0.2, "normalize": "imagenet"},
+                     "state_dict": detector.state_dict()}, ours)  # fmt: skip
+    convert(ours, tmp_path / "theirs.pth", "official")
+    convert(tmp_path / "theirs.pth", tmp_path / "again.pth")
+    original, *converted = (restore_model(tmp_path / f) for f in ("ours.pth", "theirs.pth", "again.pth"))
+    assert original.test_settings["score_thresh"] == 0.2 and original.data_config["mean"][0] == pytest.approx(0.485)
+    image = [torch.rand(3, 160, 200)]
+    with torch.no_grad():
+        expected = original.model(image)[0]
+    for restored in converted:
+        assert (restored.name, restored.classes, restored.data_config, restored.test_settings) == (
+            original.name, original.classes, original.data_config, original.test_settings,
+        )  # fmt: skip
+        with torch.no_grad():
+            got = restored.model(image)[0]
+        assert all(torch.equal(got[k], expected[k]) for k in ("boxes", "scores", "labels"))
+
+
+@pytest.mark.parametrize("size", [(241, 333), (500, 375), (97, 130)])
+def test_their_test_time_preprocessing(size):
+    """`--pipeline authors`: the network sees what theirs sees, the uint8 image resized by OpenCV and then
+    normalised by their mean and std in 0..255 units (torchvision's resizes normalised floats: another input)."""
+    cv2 = pytest.importorskip("cv2")
+    import numpy as np
+
+    from mobilenext.detection.settings import AUTHORS_MEAN, AUTHORS_STD
+
+    pixels = np.random.default_rng(sum(size)).integers(0, 256, (*size, 3), dtype=np.uint8)
+    image = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255  # as the detectors take images
+    mean = np.array([123, 117, 104], dtype=np.float32)
+    std = np.array([0.229 * 255, 0.224 * 255, 0.225 * 255], dtype=np.float32)
+    theirs = torch.from_numpy((cv2.resize(pixels, (320, 320)).astype(np.float32) - mean) / std).permute(2, 0, 1)
+    inputs = {}
+    for pipeline in ("authors", "torchvision"):
+        detector = create_detector("ssdlite_mobilenext_035", 3, size=320, pipeline=pipeline).eval()
+        assert (
+            tuple(detector.transform.image_mean) == AUTHORS_MEAN and tuple(detector.transform.image_std) == AUTHORS_STD
+        )
+        inputs[pipeline] = detector.transform([image])[0].tensors[0]
+    assert float((inputs["authors"] - theirs).abs().max()) <= 1e-6
+    assert float((inputs["torchvision"] - theirs).abs().max()) > 1e-3
+
+
+def test_their_matching_of_priors():
+    """Their assign_priors, not torchvision's SSDMatcher: IoU with 1e-5 in the union (relative coordinates), the
+    best prior of each object forced onto it (a later object winning a prior two want), and first of equal IoUs."""
+    from torchvision.models.detection._utils import SSDMatcher
+    from torchvision.ops import box_iou
+
+    from mobilenext.detection.model import match_priors_as_authors
+
+    priors = torch.tensor(
+        [
+            [0.0, 0.0, 0.1, 0.05],  # exactly object 0
+            [0.0, 0.0, 0.1, 0.1],  # object 0 covers 0.50002 of it: foreground by pixels, background with the 1e-5
+            [0.5, 0.5, 0.7, 0.7],  # the best prior of objects 1 and 2 alike: the later one takes it
+            [0.52, 0.5, 0.72, 0.7],  # equal IoU with objects 1 and 2 (0.818): the first
+            [0.9, 0.9, 1.0, 1.0],  # nobody's
+        ]
+    )
+    objects = torch.tensor([[0.0, 0.0, 0.1, 0.050002], [0.51, 0.5, 0.71, 0.7], [0.49, 0.5, 0.69, 0.7]])
+    assert match_priors_as_authors(objects, priors).tolist() == [0, -1, 2, 1, -1]
+    torchvision = SSDMatcher(0.5)(box_iou(objects * 320, priors * 320)).tolist()
+    assert torchvision[1] == 0  # what torchvision's rule would have trained on: a foreground prior
+
+
+def test_the_authors_pipeline_trains_with_their_matching():
+    """In training the detector's losses are computed on their matching: equal to the losses on the priors
+    :func:`match_priors_as_authors` assigns."""
+    from mobilenext.detection.model import match_priors_as_authors
+
+    torch.manual_seed(0)
+    detector = create_detector("ssdlite_mobilenext_035", 3, size=320, pipeline="authors").train()
+    assert detector.authors_matching
+    images = [torch.rand(3, 320, 320), torch.rand(3, 320, 320)]
+    boxes = torch.tensor([[0.0, 0.0, 45.0, 22.5007], [100.0, 80.0, 220.0, 260.0]])
+    targets = [{"boxes": boxes, "labels": torch.tensor([1, 2])}, {"boxes": boxes[1:], "labels": torch.tensor([1])}]
+    torch.manual_seed(1)
+    losses = detector(images, targets)
+    with torch.no_grad():
+        batch, prepared = detector.transform(images, [dict(t) for t in targets])
+        maps = list(detector.backbone(batch.tensors).values())
+        anchors = detector.anchor_generator(batch, maps)
+        priors = detector.anchor_generator.relative_priors
+        matched = [match_priors_as_authors(target["boxes"] / 320, priors) for target in prepared]
+        torch.manual_seed(1)
+        expected = detector.losses(prepared, detector.head(maps), anchors, matched)
+    for key in expected:
+        torch.testing.assert_close(losses[key].detach(), expected[key])
+
+
+def test_without_opencv_the_authors_pipeline_stops_before_any_work(tmp_path, monkeypatch, capsys):
+    from mobilenext.cli import main
+
+    detector = create_detector("ssdlite320_mobilenetv2_100", pipeline="authors")
+    torch.save({"model": to_authors_layout(detector.state_dict(), detector)}, tmp_path / "theirs.pth")
+    (tmp_path / "photo.png").write_bytes(b"")  # never read: the check comes first
+    monkeypatch.setitem(sys.modules, "cv2", None)  # as if OpenCV were not installed
+    argv = ["detect", "predict", str(tmp_path / "photo.png"), "--checkpoint", str(tmp_path / "theirs.pth")]
+    assert main([*argv, "-o", str(tmp_path / "drawn")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "pip install 'mobilenext[detection]'" in error and len(error.splitlines()) == 1, error
+    assert not (tmp_path / "drawn").exists()

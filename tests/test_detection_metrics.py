@@ -1,4 +1,5 @@
-"""Detection metrics: VOC AP against hand-computed cases and a transcription of the devkit; COCO via pycocotools."""
+"""Detection metrics: VOC AP against hand-computed cases and the authors' evaluator's formula (computed here from
+its definition); COCO via pycocotools."""
 
 from __future__ import annotations
 
@@ -45,12 +46,12 @@ def gt(boxes, labels, difficult=None):
 #
 # cat detections, by score:
 #   0.9  [0,0,10,10]  image 0  IoU(G1) = 1                         -> TP (G1 taken)
-#   0.8  [1,0,10,10]  image 0  IoU(G1) = 90/100 = 0.9, G1 taken    -> FP (duplicate)
+#   0.8  [1,0,10,10]  image 0  IoU(G1) = 110/121 = 0.91, G1 taken  -> FP (duplicate; pixel boxes: x2, y2 + 1)
 #   0.7  [20,20,30,30] image 0 best overlap is G2, difficult      -> ignored
-#   0.6  [0,0,20,8]   image 1  IoU(G3) = 160/400 = 0.4 < 0.5       -> FP (low IoU)
+#   0.6  [0,0,20,8]   image 1  IoU(G3) = 189/441 = 0.43 < 0.5      -> FP (low IoU)
 #   0.5  [0,0,20,20]  image 1  IoU(G3) = 1                         -> TP
 #   positives: G1, G3 = 2 (G2 is difficult).
-#   counted rows: TP FP FP TP -> recall 1/2 1/2 1/2 1, precision 1 1/2 1/3 1/2
+#   rows: TP FP (ignored) FP TP -> recall 1/2 1/2 1/2 1/2 1, precision 1 1/2 1/2 1/3 1/2
 #   11-point: levels 0..0.5 (6 of them) see precision 1, levels 0.6..1 (5) see 1/2 -> (6 + 5/2) / 11 = 17/22
 #   area: envelope 1 up to recall 1/2, then 1/2 up to 1 -> 1/2 * 1 + 1/2 * 1/2 = 3/4
 # dog detections:
@@ -92,7 +93,7 @@ def test_hand_computed_voc_case_over_two_batches():
 def test_hand_computed_cat_curve():
     d, g = HAND_DETECTIONS[0], HAND_TARGETS[0]
     tp0, fp0 = match_image(d["boxes"].numpy(), d["scores"].numpy(), g["boxes"].numpy(), g["difficult"].numpy())
-    # in the input order: the difficult one, the duplicate, the first hit
+    # in the input order: the difficult one (neither), the duplicate, the first hit
     assert tp0.tolist() == [False, False, True] and fp0.tolist() == [False, True, False]
     cat1 = HAND_DETECTIONS[1]["labels"] == 1
     tp1, fp1 = match_image(
@@ -103,22 +104,26 @@ def test_hand_computed_cat_curve():
     )
     scores = np.concatenate([d["scores"].numpy(), HAND_DETECTIONS[1]["scores"][cat1].numpy()])
     recall, precision = precision_recall(scores, np.concatenate([tp0, tp1]), np.concatenate([fp0, fp1]), 2)
-    assert recall.tolist() == pytest.approx([1 / 2, 1 / 2, 1 / 2, 1])
-    assert precision.tolist() == pytest.approx([1, 1 / 2, 1 / 3, 1 / 2])
+    assert recall.tolist() == pytest.approx([1 / 2, 1 / 2, 1 / 2, 1 / 2, 1])
+    assert precision.tolist() == pytest.approx([1, 1 / 2, 1 / 2, 1 / 3, 1 / 2])
 
 
 def test_devkit_matching_rules():
     boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10]], np.float32)
-    # [2,0,12,10]: IoU 80/120 = 2/3 with the taken first box, 70/130 = 0.54 with the free second one.
-    # The devkit looks only at the best-overlapping ground truth, so it is a FP (COCO would match the second).
+    # [2,0,12,10] (pixel boxes: x2, y2 + 1): IoU 99/143 = 0.69 with the taken first box, 88/154 = 0.57 with the
+    # free second one. The devkit looks only at the best-overlapping ground truth, so it is a FP (COCO would
+    # match the second).
     tp, fp = match_image(np.array([[0, 0, 10, 10], [2, 0, 12, 10]]), np.array([0.9, 0.8]), boxes, np.zeros(2, bool))
     assert tp.tolist() == [True, False] and fp.tolist() == [False, True]
-    # IoU exactly 0.5 (100 / 200) matches: the devkit's test is ovmax >= 0.5.
-    tp, fp = match_image(np.array([[0, 0, 10, 10]]), np.array([0.5]), np.array([[0, 0, 10, 20]]), np.zeros(1, bool))
+    # IoU exactly 0.5 matches (their test is iou >= 0.5): pixels 0..9 x 0..9 (100) in 0..9 x 0..19 (200).
+    tp, fp = match_image(np.array([[0, 0, 9, 9]]), np.array([0.5]), np.array([[0, 0, 9, 19]]), np.zeros(1, bool))
     assert tp.tolist() == [True]
-    # Equal scores keep their input order: the first of two identical boxes takes the ground truth.
+    # ... in continuous coordinates the same boxes overlap 81 / 171 < 0.5:
+    assert match_image(np.array([[0, 0, 9, 9]]), np.array([0.5]), np.array([[0, 0, 9, 19]]), np.zeros(1, bool),
+                       pixel=False)[1].tolist() == [True]  # fmt: skip
+    # Equal scores: the authors' argsort()[::-1] takes the later one first, and it finds the ground truth.
     tp, _ = match_image(np.array([[0, 0, 10, 10]] * 2), np.array([0.5, 0.5]), boxes[:1], np.zeros(1, bool))
-    assert tp.tolist() == [True, False]
+    assert tp.tolist() == [False, True]
     # No ground truth of the class in the image: everything is a FP.
     tp, fp = match_image(np.array([[0, 0, 1, 1]]), np.array([0.1]), np.zeros((0, 4)), np.zeros(0, bool))
     assert fp.tolist() == [True] and tp.tolist() == [False]
@@ -132,8 +137,8 @@ def test_voc_ap_by_hand():
     assert voc_ap(recall, precision, use_07_metric=False) == pytest.approx(17 / 30)
     # levels 0, .1, .2 -> 1; .3, .4, .5 -> 2/3; .6, .7 -> 3/5; .8, .9, 1 -> 0: (3 + 2 + 6/5) / 11 = 31/55
     assert voc_ap(recall, precision, use_07_metric=True) == pytest.approx(31 / 55)
-    # A recall of exactly 3/10 reaches the 0.3 level (0, .1, .2, .3 -> 4/11).
-    assert voc_ap(np.array([3 / 10]), np.array([1.0]), use_07_metric=True) == pytest.approx(4 / 11)
+    # A recall of exactly 3/10 does not reach their 0.3 level, np.arange's 0.30000000000000004 (0, .1, .2 -> 3/11).
+    assert voc_ap(np.array([3 / 10]), np.array([1.0]), use_07_metric=True) == pytest.approx(3 / 11)
     assert voc_ap(np.array([3 / 10]), np.array([1.0])) == pytest.approx(3 / 10)
     # No detections: empty curves give 0 for both.
     assert voc_ap(np.zeros(0), np.zeros(0)) == 0.0 and voc_ap(np.zeros(0), np.zeros(0), use_07_metric=True) == 0.0
@@ -154,7 +159,7 @@ def test_perfect_and_empty_detections(metric):
         assert result["map50"] == pytest.approx(expected)
         assert result["ap50_per_class"] == {"1": pytest.approx(expected), "2": pytest.approx(expected)}
         if metric == "voc":
-            assert result["map50_voc07"] == expected
+            assert result["map50_voc07"] == pytest.approx(expected) and result["map50_continuous"] == expected
         else:
             assert [result["ap"], result["ap75"], result["ap_medium"]] == pytest.approx([expected] * 3)
             assert math.isnan(result["ap_small"]) and math.isnan(result["ap_large"])  # no such objects
@@ -166,64 +171,64 @@ def test_class_without_ground_truth_is_left_out():
     evaluator.update([det([[0, 0, 10, 10], [0, 0, 5, 5]], [0.9, 0.8], [1, 2])], [gt([[0, 0, 10, 10]], [1])])
     result = evaluator.compute()
     assert result["ap50_per_class"] == {"1": 1.0}
-    assert result["map50"] == result["map50_voc07"] == 1.0
+    assert result["map50"] == pytest.approx(result["map50_voc07"]) == 1.0
 
 
-def _devkit_reference(detections, targets, label, use_07_metric):
-    """py-faster-rcnn's voc_eval/voc_ap transcribed (one global score-ordered loop), with the official
-    devkit's ">=" and without "+1"; its 11 levels taken as exact tenths."""
-    recs = []
-    for t in targets:
+def _authors_formula(detections, targets, label, use_07_metric):
+    """The authors' evaluator's AP of one class (their ``eval_detection_voc``), computed here from its definition:
+    per image, the class's detections by ``argsort()[::-1]`` of their scores, boxes with x2 and y2 plus 1, each
+    detection's best ground truth by IoU, >= 0.5 a hit; a hit on a difficult one is -1 (ignored), on a taken one
+    0; then all images' by ``argsort()[::-1]``, precision tp / (tp + fp), recall tp / non-difficult positives,
+    11-point AP over ``np.arange(0., 1.1, 0.1)`` or the area under the precision envelope."""
+    positives, scores, outcome = 0, [], []
+    for d, t in zip(detections, targets):
+        pred = d["labels"].numpy() == label
+        boxes, conf = d["boxes"].numpy()[pred], d["scores"].numpy()[pred]
         keep = t["labels"].numpy() == label
-        recs.append(
-            {
-                "bbox": t["boxes"].numpy()[keep].astype(float),
-                "difficult": t["difficult"].numpy()[keep],
-                "det": [False] * int(keep.sum()),
-            }
-        )
-    npos = sum(int((~r["difficult"]).sum()) for r in recs)
-    image_ids, confidence, boxes = [], [], []
-    for i, d in enumerate(detections):
-        for box, score, lab in zip(d["boxes"].numpy(), d["scores"].numpy(), d["labels"].numpy()):
-            if lab == label:
-                image_ids.append(i), confidence.append(score), boxes.append(box.astype(float))
-    order = np.argsort(-np.array(confidence), kind="stable")
-    tp, fp = np.zeros(len(order)), np.zeros(len(order))
-    for rank, d in enumerate(order):
-        r, bb = recs[image_ids[d]], boxes[d]
-        ovmax, bbgt = -np.inf, r["bbox"]
-        if bbgt.size > 0:
-            iw = np.maximum(np.minimum(bbgt[:, 2], bb[2]) - np.maximum(bbgt[:, 0], bb[0]), 0.0)
-            ih = np.maximum(np.minimum(bbgt[:, 3], bb[3]) - np.maximum(bbgt[:, 1], bb[1]), 0.0)
-            inters = iw * ih
-            uni = (bb[2] - bb[0]) * (bb[3] - bb[1]) + (bbgt[:, 2] - bbgt[:, 0]) * (bbgt[:, 3] - bbgt[:, 1]) - inters
-            overlaps = inters / uni
-            ovmax, jmax = np.max(overlaps), np.argmax(overlaps)
-        if ovmax >= 0.5:
-            if not r["difficult"][jmax]:
-                if not r["det"][jmax]:
-                    tp[rank], r["det"][jmax] = 1.0, True
-                else:
-                    fp[rank] = 1.0
-        else:
-            fp[rank] = 1.0
-    fp, tp = np.cumsum(fp), np.cumsum(tp)
-    rec, prec = tp / npos, tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+        gt_boxes, difficult = t["boxes"].numpy()[keep], t["difficult"].numpy()[keep]
+        positives += int((~difficult).sum())
+        order = conf.argsort()[::-1]
+        boxes, conf = boxes[order], conf[order]
+        scores.extend(conf)
+        if len(boxes) == 0:
+            continue
+        if len(gt_boxes) == 0:
+            outcome.extend([0] * len(boxes))
+            continue
+        a, b = boxes.copy(), gt_boxes.copy()
+        a[:, 2:] += 1
+        b[:, 2:] += 1
+        tl, br = np.maximum(a[:, None, :2], b[:, :2]), np.minimum(a[:, None, 2:], b[:, 2:])
+        inter = np.prod(br - tl, axis=2) * (tl < br).all(axis=2)
+        iou = inter / (np.prod(a[:, 2:] - a[:, :2], axis=1)[:, None] + np.prod(b[:, 2:] - b[:, :2], axis=1) - inter)
+        best = iou.argmax(axis=1)
+        best[iou.max(axis=1) < 0.5] = -1
+        taken = np.zeros(len(gt_boxes), bool)
+        for j in best:
+            if j < 0:
+                outcome.append(0)
+                continue
+            outcome.append(-1 if difficult[j] else 0 if taken[j] else 1)
+            taken[j] = True
+    order = np.array(scores).argsort()[::-1]
+    result = np.array(outcome, dtype=np.int8)[order]
+    tp, fp = np.cumsum(result == 1), np.cumsum(result == 0)
+    with np.errstate(invalid="ignore"):
+        precision = np.nan_to_num(tp / (fp + tp))
+    recall = tp / positives
     if use_07_metric:
         ap = 0.0
-        for t in np.arange(11) / 10:
-            ap += (0 if np.sum(rec >= t) == 0 else np.max(prec[rec >= t])) / 11.0
+        for level in np.arange(0.0, 1.1, 0.1):
+            ap += (0 if np.sum(recall >= level) == 0 else np.max(precision[recall >= level])) / 11
         return ap
-    mrec, mpre = np.concatenate(([0.0], rec, [1.0])), np.concatenate(([0.0], prec, [0.0]))
-    for i in range(mpre.size - 1, 0, -1):
-        mpre[i - 1] = np.maximum(mpre[i - 1], mpre[i])
+    mrec, mpre = np.concatenate(([0], recall, [1])), np.concatenate(([0], precision, [0]))
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
     i = np.where(mrec[1:] != mrec[:-1])[0]
     return np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1])
 
 
-def test_matches_devkit_transcription_on_random_data():
-    rng = np.random.default_rng(0)
+def _random_set(seed: int):
+    rng = np.random.default_rng(seed)
     detections, targets = [], []
     for _ in range(8):
         m = int(rng.integers(0, 5))
@@ -243,11 +248,36 @@ def test_matches_devkit_transcription_on_random_data():
         boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2])
         scores = np.round(rng.random(len(boxes)), 1)
         detections.append(det(boxes.tolist(), scores.tolist(), np.concatenate([labels, rng.integers(1, 4, k)])))
+    return detections, targets
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_equals_the_authors_formula_on_random_data(seed):
+    detections, targets = _random_set(seed)
     ours = average_precision_per_class(detections, targets, 3)
-    assert len(ours) == 3
+    assert ours
     for label, (area, ap07) in ours.items():
-        assert area == pytest.approx(_devkit_reference(detections, targets, label, use_07_metric=False))
-        assert ap07 == pytest.approx(_devkit_reference(detections, targets, label, use_07_metric=True))
+        assert abs(area - _authors_formula(detections, targets, label, use_07_metric=False)) < 1e-6
+        assert abs(ap07 - _authors_formula(detections, targets, label, use_07_metric=True)) < 1e-6
+
+
+def test_recalls_on_their_shifted_levels_and_difficult_objects():
+    """Ten objects per class (two more difficult ones), found 3, 6 and 7 at a time: recalls land exactly on
+    0.3, 0.6 and 0.7, which their np.arange levels put a hair below. The headline numbers are theirs."""
+    targets, detections = [], []
+    for found in (3, 6, 7):
+        boxes = [[20 * i, 0, 20 * i + 15, 15] for i in range(12)]
+        targets.append(gt(boxes, [1] * 12, [False] * 10 + [True] * 2))
+        hits = boxes[:found] + boxes[10:]  # the difficult ones found too: ignored, not false positives
+        detections.append(det(hits + [[0, 100, 9, 109]], [0.9] * len(hits) + [0.95], [1] * (len(hits) + 1)))
+    for d, t in zip(detections, targets):
+        evaluator = DetectionEvaluator(1)
+        evaluator.update([d], [t])
+        result = evaluator.compute()
+        assert abs(result["map50_voc07"] - _authors_formula([d], [t], 1, use_07_metric=True)) < 1e-6
+        assert abs(result["map50"] - _authors_formula([d], [t], 1, use_07_metric=False)) < 1e-6
+    # 3 of 10 behind one false positive: precision 3/4 at recall 0.3, which their 0.3 level does not see.
+    assert _authors_formula(detections[:1], targets[:1], 1, use_07_metric=True) == pytest.approx(3 * 0.75 / 11)
 
 
 def test_coco_known_iou():

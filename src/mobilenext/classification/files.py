@@ -18,6 +18,7 @@ from torch import nn
 from ..engine.checkpoint import Restored, TaskFiles, TrainingRecord, read_training_record
 from ..errors import CheckpointError, ConfigError
 from ..models.checkpoint import (
+    EMA_KEYS,
     CheckpointFile,
     classifier_classes,
     keep_model_classifier,
@@ -232,8 +233,7 @@ def _record(file: CheckpointFile) -> TrainingRecord | None:
 def _holds_ema(file: CheckpointFile, use_ema: bool) -> bool:
     """Whether the weights read are EMA weights: a checkpoint's EMA entry, or a converted file made of one (it
     holds those weights only)."""
-    ema_keys = ("state_dict_ema", "model_ema")
-    return file.weights_key(use_ema) in ema_keys or file.metadata.get("weights") in ema_keys
+    return file.weights_key(use_ema) in EMA_KEYS or file.metadata.get("weights") in EMA_KEYS
 
 
 def _timm_args(file: CheckpointFile) -> dict[str, Any]:

@@ -22,7 +22,14 @@ from .data import COCO_CLASSES, VOC_CLASSES
 from .model import create_detector
 from .settings import ssd_keywords
 
-__all__ = ["AuthorsConfig", "from_authors_layout", "is_authors_detector", "load_authors_detector", "to_authors_layout"]
+__all__ = [
+    "AuthorsConfig",
+    "from_authors_layout",
+    "is_authors_detector",
+    "load_authors_detector",
+    "load_authors_weights",
+    "to_authors_layout",
+]
 
 
 # ---- the key layout ------------------------------------------------------------------------------------
@@ -128,12 +135,22 @@ def load_authors_detector(weights: dict[str, torch.Tensor], source: str) -> tupl
             f"{source} is the authors' {name} with {outputs} outputs per box and {boxes_last} boxes on the last map, "
             "which is neither their VOC detector (21, 6) nor their COCO one (81, 4)."
         )
-    model = create_detector(name, outputs, boxes=config.boxes, loss=config.loss, **ssd_keywords({"loss": config.loss}))
+    model = create_detector(
+        name, outputs, boxes=config.boxes, loss=config.loss, pipeline="authors", **ssd_keywords({"loss": config.loss})
+    )
+    return load_authors_weights(model, weights, source), config
+
+
+def load_authors_weights(model: SSD, weights: dict[str, torch.Tensor], source: str) -> SSD:
+    """``model`` with ``weights`` in the authors' layout, or one sentence naming what does not fit."""
     state_dict = from_authors_layout(weights, model)
     expected = model.state_dict()
     mismatched = sorted(set(state_dict) ^ set(expected))
-    if mismatched or any(v.shape != expected[k].shape for k, v in state_dict.items()):
-        raise CheckpointError(f"{source} is in the authors' SSDLite layout but does not fit {name} (e.g. "
-                              f"{(mismatched or ['a tensor shape'])[0]}).")  # fmt: skip
+    wrong = [k for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape]
+    if mismatched or wrong:
+        raise CheckpointError(
+            f"{source} is in the authors' SSDLite layout but does not fit its detector, SSDLite on "
+            f"{model.backbone_name} (e.g. {(mismatched or wrong)[0]})."
+        )
     model.load_state_dict(state_dict)
-    return model, config
+    return model

@@ -8,7 +8,7 @@ import sys
 
 from .._io import add_overwrite_flag, check_output_file
 from ..checks import COUNT, NONNEG_INT, Number, device
-from ..errors import MobileNeXtError
+from ..errors import MobileNeXtError, require
 from ..tables import TABLE_FORMATS
 from .settings import DISPLAY_SCORE_THRESH
 
@@ -85,11 +85,14 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _restore(checkpoint: str, device=None):
-    """The detector of ``checkpoint`` (ours or the authors'), on ``device``."""
+def _restore(checkpoint: str, device=None, runs: bool = True):
+    """The detector of ``checkpoint`` (ours or the authors'), on ``device``; ``runs``: it will see images, so
+    what its preprocessing needs must be there (the authors' pipeline resizes with OpenCV)."""
     from .files import restore_detector
 
     restored = restore_detector(checkpoint)
+    if runs and restored.model.pipeline == "authors":
+        require("cv2", "detection")
     restored.model.to(device or "cpu")
     return restored
 
@@ -182,7 +185,7 @@ def _models(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export_detector_onnx
 
-    restored = _restore(args.checkpoint)
+    restored = _restore(args.checkpoint, runs=False)  # the graph takes images already resized
     model, size = restored.model, restored.data_config["img_size"]
     output = check_output_file(args.output or f"{restored.name}.onnx", args.overwrite, ".onnx")
     diff = export_detector_onnx(model, output, size, overwrite=args.overwrite, classes=restored.classes)

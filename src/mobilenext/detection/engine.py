@@ -40,7 +40,7 @@ from ..engine.distributed import DistInfo
 from ..engine.progress import Progress
 from ..engine.records import Curves
 from ..engine.runner import Runner, Step, Task, run_task
-from ..errors import ConfigError
+from ..errors import ConfigError, require
 from .data import collate_detection, open_detection_data
 from .metrics import DetectionEvaluator
 from .model import create_detector
@@ -278,6 +278,8 @@ class DetectionTask(Task):
 
     def __init__(self, cfg: DetectionConfig, runner: Runner) -> None:
         runner.cfg = cfg = cfg.with_test_settings()
+        if cfg.pipeline == "authors":  # its evaluation resizes with OpenCV: say so now, not after a round
+            require("cv2", "detection")
         super().__init__(cfg, runner)
         dist = self.dist = runner.dist
         self.device = runner.device
@@ -296,6 +298,7 @@ class DetectionTask(Task):
             boxes=cfg.boxes,
             loss=cfg.loss,
             backbone_checkpoint=cfg.backbone_checkpoint,
+            pipeline=cfg.pipeline,
             **ssd_keywords(cfg.to_dict()),
         )
         self.model = runner.prepare_model(model)

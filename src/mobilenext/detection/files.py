@@ -14,11 +14,15 @@ from .._io import atomic_path
 from ..engine.checkpoint import Restored, TaskFiles, read_training_record, save_checkpoint
 from ..errors import CheckpointError
 from ..models.checkpoint import CheckpointFile
-from .authors import is_authors_detector, load_authors_detector, to_authors_layout
+from .authors import is_authors_detector, load_authors_detector, load_authors_weights, to_authors_layout
 from .model import AUTHORS_SIZE, create_detector
 from .settings import ssd_keywords
 
-__all__ = ["DetectionFiles", "restore_detector"]
+__all__ = ["DetectionFiles", "RECORD_KEY", "restore_detector"]
+
+# Where a file converted to the authors' layout keeps our record of the detector (their CheckPointer.load
+# returns such entries unused).
+RECORD_KEY = "mobilenext"
 
 
 class DetectionFiles(TaskFiles):
@@ -37,49 +41,39 @@ class DetectionFiles(TaskFiles):
         return "the authors' SSDLite detector" if is_authors_detector(file.contents) else self.noun
 
     def restore(self, file: CheckpointFile, **options: Any) -> Restored:
-        if is_authors_detector(file.contents):
-            model, config = load_authors_detector(file.contents["model"], str(file.path))
-            args = {"data": None, "pipeline": "authors", "dataset": config.dataset, "test_set": config.test_set}
-            name = f"ssdlite320_{model.backbone_name}"
-            return _restored(file, model, name, "the authors' SSDLite detector", config.classes, AUTHORS_SIZE, args)
         contents = file.contents
-        name, classes, size = (_entry(file, key) for key in ("model", "classes", "size"))
-        args = dict(contents.get("args") or {})
-        loss = contents.get("loss", "softmax")
-        model = create_detector(
-            name,
-            len(classes) + 1,
-            size=size,
-            boxes=contents.get("boxes", "voc"),
-            loss=loss,
-            **ssd_keywords({**args, "loss": loss}),
-        )
-        try:
-            model.load_state_dict(_entry(file, "state_dict"))
-        except RuntimeError as e:
-            first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
-            raise CheckpointError(f"{file.path} does not fit {name} as its record describes it ({first}).") from None
-        return _restored(file, model, name, "a `mobilenext detect train` checkpoint", classes, size, args)
+        if not is_authors_detector(contents):  # ours: `detect train` or `convert --to timm`
+            return _from_record(
+                file, contents, _entry(file, contents, "state_dict"), "a `mobilenext detect train` checkpoint"
+            )
+        if isinstance(contents.get(RECORD_KEY), dict):  # theirs by layout, ours by origin: `convert --to official`
+            return _from_record(file, contents[RECORD_KEY], contents["model"], "a detector in the authors' layout")
+        model, config = load_authors_detector(contents["model"], str(file.path))
+        args = {"data": None, "pipeline": "authors", "dataset": config.dataset, "test_set": config.test_set}
+        name = f"ssdlite320_{model.backbone_name}"
+        return _restored(file, model, name, "the authors' SSDLite detector", config.classes, AUTHORS_SIZE, args)
 
     def convert(self, file: CheckpointFile, dst: str | Path, layout: str, overwrite: bool, **options: Any) -> str:
-        """The authors' layout (``official``: ``{"model": ...}``, as their code saves it) or ours (``timm``: a
-        checkpoint every ``mobilenext detect`` command reads)."""
+        """Ours (``timm``: a checkpoint every ``mobilenext detect`` command reads) or the authors' layout
+        (``official``: ``{"model": ...}`` as their code saves it, which their ``CheckPointer`` loads). Either
+        keeps everything that decides the numbers: detector, classes, input size, default boxes, loss and so
+        scoring, normalisation and test-time settings (in their layout under ``"mobilenext"``, an entry their
+        code returns unused)."""
         restored = self.restore(file)
         model = restored.model
+        record = {
+            "model": restored.name,
+            "classes": list(restored.classes),
+            "size": restored.data_config["img_size"],
+            "boxes": model.boxes,
+            "loss": model.loss,
+            "args": {**restored.args, **restored.test_settings},
+        }
         if layout == "official":
             with atomic_path(dst, overwrite=overwrite) as tmp:
-                torch.save({"model": to_authors_layout(model.state_dict(), model)}, tmp)
+                torch.save({"model": to_authors_layout(model.state_dict(), model), RECORD_KEY: record}, tmp)
         else:
-            record = {
-                "task": self.task,
-                "model": restored.name,
-                "classes": list(restored.classes),
-                "size": restored.data_config["img_size"],
-                "boxes": model.boxes,
-                "loss": model.loss,
-                "args": restored.args,
-            }
-            save_checkpoint({**record, "state_dict": model.state_dict()}, dst, overwrite=overwrite)
+            save_checkpoint({"task": self.task, **record, "state_dict": model.state_dict()}, dst, overwrite=overwrite)
         return restored.name
 
 
@@ -100,10 +94,31 @@ def restore_detector(path: str | Path) -> Restored:
     )
 
 
-def _entry(file: CheckpointFile, key: str) -> Any:
-    if key not in file.contents:
+def _entry(file: CheckpointFile, record: dict[str, Any], key: str) -> Any:
+    if key not in record:
         raise CheckpointError(f"{file.path} is a detection checkpoint without its {key!r} entry: it is damaged.")
-    return file.contents[key]
+    return record[key]
+
+
+def _from_record(file: CheckpointFile, record: dict[str, Any], weights: dict[str, Any], source: str) -> Restored:
+    """The detector a record of ours describes (``detect train``'s checkpoint, or what ``convert`` kept), with
+    ``weights`` in our layout, or in the authors' when the file is in theirs."""
+    name, classes, size = (_entry(file, record, key) for key in ("model", "classes", "size"))
+    args = dict(record.get("args") or {})
+    loss = record.get("loss", "softmax")
+    model = create_detector(
+        name, len(classes) + 1, size=size, boxes=record.get("boxes", "voc"), loss=loss,
+        pipeline=args.get("pipeline", "torchvision"), **ssd_keywords({**args, "loss": loss}),
+    )  # fmt: skip
+    if is_authors_detector(file.contents):
+        load_authors_weights(model, weights, str(file.path))
+    else:
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as e:
+            first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+            raise CheckpointError(f"{file.path} does not fit {name} as its record describes it ({first}).") from None
+    return _restored(file, model, name, source, classes, size, args)
 
 
 def _restored(

@@ -6,14 +6,17 @@ Inputs follow torchvision's detection convention, one dict per image:
 - targets ``{"boxes": [M, 4] xyxy, "labels": [M], "difficult": [M] bool (optional)}``; VOC "difficult" and
   COCO "iscrowd" (read when "difficult" is absent) both mean "ignored by the metric".
 
-Labels run 1..K; 0 is the background and never appears. Boxes are continuous 0-based coordinates, so a box's
-area is ``(x2 - x1) * (y2 - y1)`` -- torchvision's and COCO's convention, not the "+1" pixel-count convention
-of the VOC devkit's integer coordinates (it would count a 10-pixel-wide box from 0 to 9 as 10 wide).
+Labels run 1..K; 0 is the background and never appears.
 
-VOC matching is the official devkit's (``VOCevaldet.m``): a detection is a true positive when its IoU with the
-ground truth it overlaps most is ``>= 0.5`` (py-faster-rcnn's port writes ``>``; the two differ only at exactly
-0.5). A class with no (non-difficult) ground truth has no recall and so no AP; it is left out of the mean and
-of ``ap50_per_class`` (the devkit would report NaN). COCO numbers come from pycocotools' ``COCOeval`` itself.
+The VOC numbers are the authors' evaluator's (``ssd/data/datasets/evaluation/voc/eval_detection_voc.py`` of
+houqb/ssdlite-pytorch-mobilenext, ChainerCV's port of the devkit), so that ``map50_voc07`` is the metric of
+their 72.6 / 71.8: boxes in the devkit's integer-pixel convention (x2 and y2 plus 1 before any IoU: a box from
+pixel 0 to 9 is 10 wide), detections taken by ``argsort()[::-1]`` of their scores, a true positive when the IoU
+with the ground truth it overlaps most is ``>= 0.5``, and the 11 recall levels of ``np.arange(0, 1.1, 0.1)``.
+A class with no (non-difficult) ground truth has no recall and so no AP; it is left out of the mean and of
+``ap50_per_class`` (theirs: NaN, which their ``nanmean`` skips). ``map50_continuous`` is the area mAP in
+continuous coordinates (torchvision's and COCO's: area ``(x2 - x1) * (y2 - y1)``), under its own name.
+COCO numbers come from pycocotools' ``COCOeval`` itself.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ..errors import ConfigError, require
 
 __all__ = [
     "METRICS",
+    "VOC07_RECALL_LEVELS",
     "DetectionEvaluator",
     "average_precision_per_class",
     "box_iou",
@@ -134,15 +138,26 @@ def _all_image_arrays(
 # Pascal VOC
 
 
-def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
-    """IoU matrix [N, M] of xyxy boxes in continuous coordinates (area = (x2-x1)*(y2-y1), no "+1")."""
-    a = np.asarray(boxes1, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(boxes2, dtype=np.float64).reshape(-1, 4)
-    wh = np.clip(np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]), 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None] + ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])) - inter
+def box_iou(boxes1: np.ndarray, boxes2: np.ndarray, pixel: bool = False) -> np.ndarray:
+    """IoU matrix [N, M] of xyxy boxes, in their own dtype. ``pixel``: the VOC devkit's integer-pixel convention,
+    as the authors' evaluator applies it (x2 and y2 plus 1, so that a box from pixel 0 to 9 is 10 wide);
+    otherwise continuous coordinates (area = (x2 - x1) * (y2 - y1))."""
+    a, b = (np.array(x, dtype=np.result_type(np.asarray(x).dtype, np.float32)).reshape(-1, 4) for x in (boxes1, boxes2))
+    if pixel:
+        a[:, 2:] += 1
+        b[:, 2:] += 1
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(bottom_right - top_left, axis=2) * (top_left < bottom_right).all(axis=2)
+    union = np.prod(a[:, 2:] - a[:, :2], axis=1)[:, None] + np.prod(b[:, 2:] - b[:, :2], axis=1) - inter
     # Two zero-area boxes have no overlap to speak of; this also avoids 0 / 0.
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _descending(scores: np.ndarray) -> np.ndarray:
+    """The order in which the authors' evaluator takes detections: numpy's ``argsort`` reversed, so that of equal
+    scores the later one comes first (it decides which of two tied detections finds the ground truth)."""
+    return np.asarray(scores).reshape(-1).argsort()[::-1]
 
 
 def match_image(
@@ -151,27 +166,29 @@ def match_image(
     gt_boxes: np.ndarray,
     gt_difficult: np.ndarray,
     iou_threshold: float = VOC_IOU_THRESHOLD,
+    pixel: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The devkit's greedy matching for one class in one image: (tp, fp) flags in the detections' order.
+    """The devkit's greedy matching for one class in one image: (tp, fp) flags in the detections' order (a
+    detection that is neither was on a difficult ground truth and is ignored).
 
-    Detections are visited by descending score (stable for ties); each looks only at the ground truth it
-    overlaps most. That one being difficult makes the detection neither TP nor FP; being matched already
-    makes it a FP even when another, free ground truth also overlaps it enough (the devkit does not look
-    further). Matching is independent across images, so doing it per image equals the devkit's global loop.
+    Detections are visited by descending score (:func:`_descending`); each looks only at the ground truth it
+    overlaps most (the first of equal overlaps), and counts when that IoU is at least ``iou_threshold``. That one
+    being difficult makes the detection neither TP nor FP; being matched already makes it a FP even when another,
+    free ground truth also overlaps it enough (the devkit does not look further).
     """
     scores = np.asarray(det_scores).reshape(-1)
     tp, fp = np.zeros(len(scores), bool), np.zeros(len(scores), bool)
     if len(gt_boxes) == 0:
         fp[:] = True
         return tp, fp
-    iou = box_iou(det_boxes, gt_boxes)
-    best = iou.argmax(axis=1)  # first maximum on ties, like the devkit's strict "ov > ovmax"
-    best_iou = iou[np.arange(len(best)), best].tolist()
-    best, difficult = best.tolist(), np.asarray(gt_difficult, bool).tolist()
+    iou = box_iou(det_boxes, gt_boxes, pixel)
+    best = iou.argmax(axis=1).tolist()
+    found = (iou.max(axis=1) >= iou_threshold).tolist()
+    difficult = np.asarray(gt_difficult, bool).tolist()
     taken = [False] * len(gt_boxes)
-    for d in np.argsort(-scores, kind="stable").tolist():
+    for d in _descending(scores).tolist():
         j = best[d]
-        if best_iou[d] < iou_threshold:
+        if not found[d]:
             fp[d] = True
         elif difficult[j]:
             continue
@@ -185,32 +202,34 @@ def match_image(
 def precision_recall(
     scores: np.ndarray, tp: np.ndarray, fp: np.ndarray, num_positives: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Recall and precision after each detection of one class, taken by descending score (stable for ties).
+    """Recall and precision after each detection of one class, taken by descending score as the authors'
+    evaluator takes them (:func:`_descending`, over the images' detections in image order, each image's by
+    descending score). A detection on a difficult ground truth (neither TP nor FP) repeats the previous point;
+    before the first TP or FP the precision is 0 (theirs: NaN, read as 0)."""
+    order = _descending(scores)
+    tp_sum = np.cumsum(np.asarray(tp, bool)[order], dtype=np.float64)
+    fp_sum = np.cumsum(np.asarray(fp, bool)[order], dtype=np.float64)
+    counted = tp_sum + fp_sum
+    precision = np.divide(tp_sum, counted, out=np.zeros_like(tp_sum), where=counted > 0)
+    return tp_sum / num_positives, precision
 
-    Detections that are neither TP nor FP (on a difficult ground truth) are dropped: in the devkit they only
-    repeat the previous (recall, precision) point, which changes neither AP.
-    """
-    order = np.argsort(-np.asarray(scores).reshape(-1), kind="stable")
-    tp, fp = np.asarray(tp, bool)[order], np.asarray(fp, bool)[order]
-    counted = tp | fp
-    tp_sum, fp_sum = np.cumsum(tp[counted], dtype=np.float64), np.cumsum(fp[counted], dtype=np.float64)
-    return tp_sum / num_positives, tp_sum / (tp_sum + fp_sum)
+
+# The authors' 11 recall levels of the VOC2007 metric (also py-faster-rcnn's): np.arange puts 0.3, 0.6 and 0.7 a
+# hair above the exact tenths, so a recall of exactly 3/10 does not reach the 0.3 level.
+VOC07_RECALL_LEVELS = np.arange(0.0, 1.1, 0.1)
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = False) -> float:
-    """Average precision from a recall-ordered precision/recall curve, as the VOC devkit computes it.
+    """Average precision from a recall-ordered precision/recall curve, as the authors' evaluator computes it.
 
-    ``use_07_metric``: VOC2007's mean over recall levels 0, 0.1, ..., 1 of the best precision at recall >= the
+    ``use_07_metric``: VOC2007's mean over :data:`VOC07_RECALL_LEVELS` of the best precision at recall >= the
     level (0 where none). Otherwise VOC2010+'s area under the precision envelope (precision made monotone by
-    taking the best precision at any higher recall), summed over the recall steps. The 11 levels are the exact
-    tenths k / 10; py-faster-rcnn's ``np.arange(0, 1.1, 0.1)`` puts 0.3, 0.6 and 0.7 a hair above them, which
-    matters only when a recall lands exactly on one.
+    taking the best precision at any higher recall), summed over the recall steps.
     """
     recall = np.asarray(recall, dtype=np.float64).reshape(-1)
-    precision = np.asarray(precision, dtype=np.float64).reshape(-1)
+    precision = np.nan_to_num(np.asarray(precision, dtype=np.float64).reshape(-1))
     if use_07_metric:
-        levels = np.arange(11) / 10
-        return float(sum(precision[recall >= t].max(initial=0.0) for t in levels) / 11)
+        return float(sum(precision[recall >= t].max(initial=0.0) / 11 for t in VOC07_RECALL_LEVELS))
     mrec = np.concatenate(([0.0], recall, [1.0]))
     mpre = np.concatenate(([0.0], precision, [0.0]))
     mpre = np.maximum.accumulate(mpre[::-1])[::-1]
@@ -223,35 +242,32 @@ def average_precision_per_class(
     targets: Sequence[Mapping[str, Any]],
     num_classes: int,
     iou_threshold: float = VOC_IOU_THRESHOLD,
+    pixel: bool = True,
 ) -> dict[int, tuple[float, float]]:
-    """VOC AP of each class that has non-difficult ground truth: ``{label: (area AP, 11-point AP)}``.
+    """VOC AP of each class that has non-difficult ground truth: ``{label: (area AP, 11-point AP)}``, the authors'
+    evaluator's numbers (``pixel=False``: the same in continuous coordinates).
 
     ``detections`` / ``targets``: one dict per image in torchvision's format (tensors or numpy arrays).
     """
     images = _all_image_arrays(detections, targets, num_classes)
     positives = np.zeros(num_classes + 1, np.int64)
-    scores: list[list[np.ndarray]] = [[] for _ in range(num_classes + 1)]
-    tps: list[list[np.ndarray]] = [[] for _ in range(num_classes + 1)]
-    fps: list[list[np.ndarray]] = [[] for _ in range(num_classes + 1)]
+    outcomes: list[list[tuple[np.ndarray, ...]]] = [[] for _ in range(num_classes + 1)]  # (scores, tp, fp)
     for det, gt in images:
         positives += np.bincount(gt["labels"][~gt["difficult"]], minlength=num_classes + 1)
         # Only the classes this image detected need matching; the others add ground truth only.
         for label in np.unique(det["labels"]).tolist():
             d, g = det["labels"] == label, gt["labels"] == label
-            tp, fp = match_image(det["boxes"][d], det["scores"][d], gt["boxes"][g], gt["difficult"][g], iou_threshold)
-            scores[label].append(det["scores"][d])
-            tps[label].append(tp)
-            fps[label].append(fp)
+            scores = det["scores"][d]
+            tp, fp = match_image(det["boxes"][d], scores, gt["boxes"][g], gt["difficult"][g], iou_threshold, pixel)
+            order = _descending(scores)  # each image's detections enter the class's list in this order
+            outcomes[label].append((scores[order], tp[order], fp[order]))
     result = {}
     for label in range(1, num_classes + 1):
         if positives[label] == 0:
             continue
-        recall, precision = precision_recall(
-            np.concatenate(scores[label] or [np.zeros(0)]),
-            np.concatenate(tps[label] or [np.zeros(0, bool)]),
-            np.concatenate(fps[label] or [np.zeros(0, bool)]),
-            positives[label],
-        )
+        scores, tp, fp = (np.concatenate(parts) for parts in zip(*outcomes[label])) if outcomes[label] else (
+            np.zeros(0, np.float32), np.zeros(0, bool), np.zeros(0, bool))  # fmt: skip
+        recall, precision = precision_recall(scores, tp, fp, positives[label])
         result[label] = (voc_ap(recall, precision), voc_ap(recall, precision, use_07_metric=True))
     return result
 
@@ -352,9 +368,11 @@ def coco_metrics(
 class DetectionEvaluator:
     """Accumulates detections and targets over batches, then computes VOC or COCO box metrics.
 
-    ``metric="voc"`` gives ``map50`` (VOC2010+ area mAP@0.5), ``map50_voc07`` (11-point) and ``ap50_per_class``
-    ``{class name: area AP}``. ``metric="coco"`` gives pycocotools' ``ap``, ``ap50``, ``ap75``, ``ap_small``,
-    ``ap_medium``, ``ap_large``, ``coco_summary`` text, ``map50`` (= ``ap50``) and ``ap50_per_class``. All numbers
+    ``metric="voc"`` gives the authors' evaluator's ``map50`` (VOC2010+ area mAP@0.5) and ``map50_voc07``
+    (11-point, the metric of their 72.6 / 71.8), ``ap50_per_class`` ``{class name: area AP}``, and
+    ``map50_continuous`` (the area mAP in continuous coordinates, without the pixel "+1"). ``metric="coco"``
+    gives pycocotools' ``ap``, ``ap50``, ``ap75``, ``ap_small``, ``ap_medium``, ``ap_large``, ``coco_summary``
+    text, ``map50`` (= ``ap50``) and ``ap50_per_class``. All numbers
     are floats in [0, 1]; classes without (non-difficult) ground truth are left out of means and per-class dicts.
     """
 
@@ -404,9 +422,11 @@ class DetectionEvaluator:
             per_class = result["ap50_per_class"]
         else:
             aps = average_precision_per_class(detections, targets, self.num_classes)
+            continuous = average_precision_per_class(detections, targets, self.num_classes, pixel=False)
             result = {
                 "map50": float(np.mean([area for area, _ in aps.values()])),
                 "map50_voc07": float(np.mean([ap07 for _, ap07 in aps.values()])),
+                "map50_continuous": float(np.mean([area for area, _ in continuous.values()])),
             }
             per_class = {label: area for label, (area, _) in aps.items()}
         result["ap50_per_class"] = {self.class_names[label - 1]: ap for label, ap in per_class.items()}

@@ -42,6 +42,7 @@ from ..models.checkpoint import keep_model_classifier, load_checkpoint
 from ..models.factory import create_model
 from ..models.mobilenext import MobileNeXt
 from .settings import LOSSES, ssd_keywords
+from .transforms import PIPELINES, AuthorsImageTransform
 
 __all__ = [
     "AUTHORS_BOXES",
@@ -124,8 +125,9 @@ class SSDDefaultBoxes(nn.Module):
                 pitch_y, pitch_x = rows, cols
             else:
                 pitch_y, pitch_x = image_size[0] / self.steps[k], image_size[1] / self.steps[k]
-            centre_x = ((torch.arange(0, cols) + 0.5) / pitch_x).to(dtype=dtype)
-            centre_y = ((torch.arange(0, rows) + 0.5) / pitch_y).to(dtype=dtype)
+            # in float64, then rounded once, as the authors' PriorBox (Python floats, then a float32 tensor)
+            centre_x = ((torch.arange(0, cols, dtype=torch.float64) + 0.5) / pitch_x).to(dtype=dtype)
+            centre_y = ((torch.arange(0, rows, dtype=torch.float64) + 0.5) / pitch_y).to(dtype=dtype)
             grid_y, grid_x = torch.meshgrid(centre_y, centre_x, indexing="ij")
             sizes = self.box_sizes[k].clamp(min=0, max=1) if self.clip else self.box_sizes[k]
             centres = torch.stack((grid_x.reshape(-1), grid_y.reshape(-1)) * len(sizes), dim=-1).reshape(-1, 2)
@@ -137,6 +139,8 @@ class SSDDefaultBoxes(nn.Module):
         image_size = image_list.tensors.shape[-2:]
         boxes = self._centre_form([m.shape[-2:] for m in feature_maps], image_size, feature_maps[0].dtype)
         boxes = boxes.to(feature_maps[0].device)
+        # the same boxes as the authors' PriorBox gives them to their matcher: relative corners
+        self.relative_priors = torch.cat([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], 1)
         scale = torch.tensor([image_size[1], image_size[0]], device=boxes.device)
         corners = torch.cat(
             [(boxes[:, :2] - 0.5 * boxes[:, 2:]) * scale, (boxes[:, :2] + 0.5 * boxes[:, 2:]) * scale], -1
@@ -354,10 +358,58 @@ def select_detections(
     return {"boxes": candidates[keep], "scores": candidate_scores[keep], "labels": column[keep] + 1}
 
 
+def match_priors_as_authors(gt_boxes: torch.Tensor, priors: torch.Tensor, iou_threshold: float = 0.5) -> torch.Tensor:
+    """The ground truth each prior is matched to (-1: background), as the authors' ``assign_priors`` decides it:
+    IoU of ``gt_boxes`` and ``priors`` in relative corner coordinates with 1e-5 added to the union, each prior's
+    best ground truth (the first of equal IoUs), then each ground truth's best prior forced onto it (a later
+    ground truth winning a prior two want), background below ``iou_threshold`` (strictly) unless forced.
+
+    torchvision's ``SSDMatcher`` computes IoU in pixels without the 1e-5, so a prior near the threshold or a tie
+    can go the other way (a prior at IoU 0.50002 by pixels is background for them)."""
+    top_left = torch.max(gt_boxes[None, :, :2], priors[:, None, :2])
+    bottom_right = torch.min(gt_boxes[None, :, 2:], priors[:, None, 2:])
+    inter = _area(top_left, bottom_right)
+    gt_area, prior_area = (
+        _area(gt_boxes[None, :, :2], gt_boxes[None, :, 2:]),
+        _area(priors[:, None, :2], priors[:, None, 2:]),
+    )
+    ious = inter / (gt_area + prior_area - inter + 1e-5)  # in their order of operations, to the last bit
+    best_iou, best_target = ious.max(1)
+    best_prior = ious.max(0).indices
+    for target, prior in enumerate(best_prior.tolist()):
+        best_target[prior] = target
+    best_iou.index_fill_(0, best_prior, 2.0)
+    return torch.where(best_iou < iou_threshold, torch.full_like(best_target, -1), best_target)
+
+
+def _area(top_left: torch.Tensor, bottom_right: torch.Tensor) -> torch.Tensor:
+    size = (bottom_right - top_left).clamp(min=0.0)
+    return size[..., 0] * size[..., 1]
+
+
 class SSDLite(SSD):
     """torchvision's ``SSD`` with the authors' inference: softmax scores without the background column, and
     :func:`select_detections` (no per-class top-k, boxes not clipped to the image). Training is torchvision's
-    (matching, box coding, 3:1 hard-negative mining), which computes what theirs does."""
+    (box coding, 3:1 hard-negative mining), which computes what theirs does, with ``authors_matching`` their
+    matching of priors (:func:`match_priors_as_authors`) instead of torchvision's ``SSDMatcher``."""
+
+    authors_matching = False
+
+    def compute_loss(self, targets, head_outputs, anchors, matched_idxs) -> dict[str, torch.Tensor]:
+        if self.authors_matching:  # torchvision's forward matched by its own rule: match again, theirs
+            priors = self.anchor_generator.relative_priors.to(anchors[0].device)
+            size = torch.tensor(self.transform.fixed_size[::-1] * 2, dtype=priors.dtype, device=priors.device)
+            matched_idxs = [
+                match_priors_as_authors(target["boxes"] / size, priors)
+                if target["boxes"].numel()
+                else torch.full((len(priors),), -1, dtype=torch.int64, device=priors.device)
+                for target in targets
+            ]
+        return self.losses(targets, head_outputs, anchors, matched_idxs)
+
+    def losses(self, targets, head_outputs, anchors, matched_idxs) -> dict[str, torch.Tensor]:
+        """The losses given each prior's matched ground truth: torchvision's SSD loss."""
+        return super().compute_loss(targets, head_outputs, anchors, matched_idxs)
 
     def class_scores(self, logits: torch.Tensor) -> torch.Tensor:
         """``[..., A, K]`` scores of the K object classes: column ``k`` scores label ``k + 1``."""
@@ -389,8 +441,8 @@ class FocalSSD(SSDLite):
 
     FOCAL_ALPHA, FOCAL_GAMMA, CLASS_WEIGHT = 0.25, 2.0, 5.0
 
-    def compute_loss(self, targets, head_outputs, anchors, matched_idxs) -> dict[str, torch.Tensor]:
-        losses = super().compute_loss(targets, head_outputs, anchors, matched_idxs)  # for its box regression
+    def losses(self, targets, head_outputs, anchors, matched_idxs) -> dict[str, torch.Tensor]:
+        losses = super().losses(targets, head_outputs, anchors, matched_idxs)  # for its box regression
         logits = head_outputs["cls_logits"]
         wanted = torch.zeros_like(logits)
         for image, (target, matched) in enumerate(zip(targets, matched_idxs)):
@@ -411,9 +463,14 @@ def ssdlite(
     backbone_checkpoint: str | None = None,
     boxes: str = "voc",
     loss: str = "softmax",
+    pipeline: str = "torchvision",
     **ssd_kwargs: Any,
 ) -> SSD:
     """SSDLite on ``backbone`` (a MobileNeXt or timm MobileNetV2 name) for ``num_classes`` including background.
+
+    ``pipeline="authors"``: their test-time preprocessing (OpenCV resize of the uint8 image, then their mean
+    and std: :class:`~mobilenext.detection.transforms.AuthorsImageTransform`) and their matching of priors
+    in training (:func:`match_priors_as_authors`); ``"torchvision"``: torchvision's SSD's own.
 
     ``backbone_checkpoint``: classification weights for the backbone (ours, timm's, the authors'; EMA weights
     where the file has them); their classifier is not used. ``boxes``: the authors' default boxes of their
@@ -448,7 +505,12 @@ def ssdlite(
     head = SSDLitePredictor(features.out_channels, generator.num_anchors_per_location(), num_classes, focal=focal)
     settings = {**ssd_keywords({"loss": loss}), **ssd_kwargs}
     model = (FocalSSD if focal else SSDLite)(features, generator, (size, size), num_classes, head=head, **settings)
-    model.backbone_name, model.boxes, model.loss = backbone, boxes, loss
+    model.backbone_name, model.boxes, model.loss, model.pipeline = backbone, boxes, loss, pipeline
+    if pipeline == "authors":
+        model.transform = AuthorsImageTransform(size, model.transform.image_mean, model.transform.image_std)
+        model.authors_matching = True
+    elif pipeline != "torchvision":
+        raise ConfigError(f"pipeline {pipeline!r}: choose one of {', '.join(PIPELINES)}.")
     return model
 
 

@@ -7,6 +7,11 @@ gradient between two random colours) so "anything not flat is an object" is not 
 
 Boxes are written the way VOC writes them: 1-based, inclusive pixel indices. A shape whose visible pixels
 span 0-based columns ``c0..c1`` gets ``xmin = c0 + 1``, ``xmax = c1 + 1``.
+
+:data:`CLUTTERED` is a harder setting for comparing trainers: up to eight smaller shapes per image that may hide
+each other (a shape less than a third visible is marked difficult, as VOC marks hard objects), and clutter
+strokes in object-like colours that are not objects. ``names`` writes the shapes under other class names,
+e.g. three of VOC's, so that code which knows only VOC's 20 classes reads the dataset unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["SHAPES_CLASSES", "write_shapes_voc"]
+__all__ = ["CLUTTERED", "SHAPES_CLASSES", "write_shapes_voc"]
 
 SHAPES_CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
 
@@ -26,6 +31,10 @@ _YEAR = "2007"  # VOC2007 is the year the usual "07+12 trainval, 07 test" protoc
 _MIN_COLOUR_DISTANCE = 100.0  # RGB distance of a shape's colour from every colour the background can take
 _MAX_IOU = 0.1  # shapes may touch a little, never hide each other
 _SHAPE_SIDE = (0.2, 0.6)  # shape size as a fraction of the shorter image side
+_DIFFICULT_BELOW = 1 / 3  # a shape with less of its area visible is marked difficult
+
+# The harder setting: more and smaller objects, occlusion, clutter (keyword arguments of write_shapes_voc).
+CLUTTERED = {"objects": (3, 8), "max_iou": 0.45, "side": (0.12, 0.4), "clutter": 6}
 
 
 def write_shapes_voc(
@@ -35,13 +44,21 @@ def write_shapes_voc(
     size: int | tuple[int, int] = (120, 160),
     seed: int = 0,
     classes: Sequence[str] = SHAPES_CLASSES,
+    objects: tuple[int, int] = (1, 3),
+    max_iou: float = _MAX_IOU,
+    side: tuple[float, float] = _SHAPE_SIDE,
+    clutter: int = 0,
+    names: dict[str, str] | None = None,
 ) -> Path:
     """Write ``root/VOCdevkit/VOC2007/{JPEGImages,Annotations,ImageSets/Main/{trainval,test}.txt}``.
 
     ``size`` is the side length in pixels, or an inclusive ``(smallest, largest)`` range from which each
     image's width and height are drawn (real VOC images differ in size, which the reader must handle).
-    ``classes`` names the shapes by kind: any subset of :data:`SHAPES_CLASSES`. The same seed writes the
-    same files. Returns ``root``, the folder to pass as the dataset root.
+    ``classes`` names the shapes by kind: any subset of :data:`SHAPES_CLASSES`. ``objects``: how many shapes an
+    image gets (inclusive range; fewer where they do not fit), ``max_iou`` how much two may overlap, ``side``
+    their size as a fraction of the shorter image side, ``clutter`` how many non-object strokes each image
+    gets at most; ``names`` maps a kind to the class name written (default: the kind). The same seed writes
+    the same files. Returns ``root``, the folder to pass as the dataset root.
     """
     unknown = sorted(set(classes) - set(SHAPES_CLASSES))
     if unknown or not classes:
@@ -53,43 +70,75 @@ def write_shapes_voc(
         (year / sub).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     ids = [f"{i:06d}" for i in range(1, train_images + test_images + 1)]
+    layout = {"objects": objects, "max_iou": max_iou, "side": side, "clutter": clutter}
     for image_id in ids:
         height, width = (int(s) for s in rng.integers(sides[0], sides[1] + 1, size=2))
-        pixels, objects = render_shapes(rng, height, width, classes)
+        pixels, found = render_shapes(rng, height, width, classes, **layout)
+        found = [((names or {}).get(kind, kind), box, difficult) for kind, box, difficult in found]
         Image.fromarray(pixels).save(year / "JPEGImages" / f"{image_id}.jpg", quality=95, subsampling=0)
-        _write_annotation(year / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", (height, width), objects)
+        _write_annotation(year / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", (height, width), found)
     _write_list(year / "ImageSets/Main/trainval.txt", ids[:train_images])
     _write_list(year / "ImageSets/Main/test.txt", ids[train_images:])
     return root
 
 
 def render_shapes(
-    rng: np.random.Generator, height: int, width: int, classes: Sequence[str] = SHAPES_CLASSES
-) -> tuple[np.ndarray, list[tuple[str, tuple[int, int, int, int]]]]:
-    """One ``uint8 [H, W, 3]`` image and its objects as ``(class, (xmin, ymin, xmax, ymax))`` in VOC's 1-based
-    inclusive pixel indices, tight around each shape's visible pixels."""
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    classes: Sequence[str] = SHAPES_CLASSES,
+    objects: tuple[int, int] = (1, 3),
+    max_iou: float = _MAX_IOU,
+    side: tuple[float, float] = _SHAPE_SIDE,
+    clutter: int = 0,
+) -> tuple[np.ndarray, list[tuple[str, tuple[int, int, int, int], bool]]]:
+    """One ``uint8 [H, W, 3]`` image and its objects as ``(class, (xmin, ymin, xmax, ymax), difficult)`` in
+    VOC's 1-based inclusive pixel indices, tight around each shape's visible pixels (see
+    :func:`write_shapes_voc` for the arguments)."""
     low, high = _distinct_colours(rng, 2, min_distance=60.0)
     field = _texture(rng, height, width)
     pixels = low + field[..., None] * (high - low) + rng.normal(0.0, 4.0, (height, width, 3))
+    if clutter:
+        _draw_clutter(rng, pixels, int(rng.integers(0, clutter + 1)))
     owner = np.full((height, width), -1, dtype=np.int64)  # which shape each pixel shows
     kinds: list[str] = []
+    areas: list[int] = []
     placed: list[tuple[int, int, int, int]] = []
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(objects[0], objects[1] + 1))):
         kind = str(rng.choice(list(classes)))
-        box = _place(rng, height, width, placed)
+        box = _place(rng, height, width, placed, max_iou, side)
         if box is None:
             continue
         mask = _shape_mask(kind, box, height, width, flip=bool(rng.integers(2)))
         owner[mask] = len(kinds)
         pixels[mask] = _far_colour(rng, low, high)
         kinds.append(kind)
+        areas.append(int(mask.sum()))
         placed.append(box)
-    objects = []
+    found = []
     for index, kind in enumerate(kinds):
         rows, cols = np.nonzero(owner == index)
-        if rows.size:  # a later shape may, rarely, cover an earlier one almost entirely
-            objects.append((kind, (int(cols.min()) + 1, int(rows.min()) + 1, int(cols.max()) + 1, int(rows.max()) + 1)))
-    return np.clip(pixels, 0, 255).astype(np.uint8), objects
+        if rows.size:  # a later shape may cover an earlier one entirely
+            box = (int(cols.min()) + 1, int(rows.min()) + 1, int(cols.max()) + 1, int(rows.max()) + 1)
+            found.append((kind, box, rows.size < _DIFFICULT_BELOW * areas[index]))
+    return np.clip(pixels, 0, 255).astype(np.uint8), found
+
+
+def _draw_clutter(rng: np.random.Generator, pixels: np.ndarray, count: int) -> None:
+    """``count`` thick strokes and small blobs in random colours (which may be object-like): not objects."""
+    height, width = pixels.shape[:2]
+    mask_image = Image.new("L", (width, height), 0)
+    for _ in range(count):
+        mask_image.paste(0, (0, 0, width, height))
+        draw = ImageDraw.Draw(mask_image)
+        x0, y0 = rng.uniform(0, width), rng.uniform(0, height)
+        if rng.integers(2):
+            x1, y1 = x0 + rng.normal(0, width / 3), y0 + rng.normal(0, height / 3)
+            draw.line((x0, y0, x1, y1), fill=1, width=int(rng.integers(2, 6)))
+        else:
+            r = rng.uniform(2, min(height, width) / 12)
+            draw.ellipse((x0 - r, y0 - r / 2, x0 + r, y0 + r / 2), fill=1)
+        pixels[np.asarray(mask_image, dtype=bool)] = rng.uniform(0, 255, 3)
 
 
 def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -127,16 +176,21 @@ def _far_colour(rng: np.random.Generator, low: np.ndarray, high: np.ndarray) -> 
 
 
 def _place(
-    rng: np.random.Generator, height: int, width: int, placed: list[tuple[int, int, int, int]]
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    placed: list[tuple[int, int, int, int]],
+    max_iou: float = _MAX_IOU,
+    sides: tuple[float, float] = _SHAPE_SIDE,
 ) -> tuple[int, int, int, int] | None:
     """A square 0-based box ``(x0, y0, x1, y1)`` (exclusive end) fully inside the image, overlapping the
-    boxes already placed by at most ``_MAX_IOU``; ``None`` when no such box was found."""
+    boxes already placed by at most ``max_iou``; ``None`` when no such box was found."""
     shorter = min(height, width)
     for _ in range(50):
-        side = int(rng.uniform(*_SHAPE_SIDE) * shorter)
+        side = max(4, int(rng.uniform(*sides) * shorter))
         x0, y0 = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
         box = (x0, y0, x0 + side, y0 + side)
-        if all(_iou(box, other) <= _MAX_IOU for other in placed):
+        if all(_iou(box, other) <= max_iou for other in placed):
             return box
     return None
 
@@ -163,7 +217,7 @@ def _shape_mask(kind: str, box: tuple[int, int, int, int], height: int, width: i
 
 
 def _write_annotation(
-    path: Path, filename: str, hw: tuple[int, int], objects: list[tuple[str, tuple[int, int, int, int]]]
+    path: Path, filename: str, hw: tuple[int, int], objects: list[tuple[str, tuple[int, int, int, int], bool]]
 ) -> None:
     annotation = ET.Element("annotation")
     ET.SubElement(annotation, "folder").text = f"VOC{_YEAR}"
@@ -173,9 +227,14 @@ def _write_annotation(
     for tag, value in (("width", hw[1]), ("height", hw[0]), ("depth", 3)):
         ET.SubElement(size, tag).text = str(value)
     ET.SubElement(annotation, "segmented").text = "0"
-    for name, box in objects:
+    for name, box, difficult in objects:
         obj = ET.SubElement(annotation, "object")
-        for tag, value in (("name", name), ("pose", "Unspecified"), ("truncated", "0"), ("difficult", "0")):
+        for tag, value in (
+            ("name", name),
+            ("pose", "Unspecified"),
+            ("truncated", "0"),
+            ("difficult", str(int(difficult))),
+        ):
             ET.SubElement(obj, tag).text = value
         bndbox = ET.SubElement(obj, "bndbox")
         for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), box):

@@ -27,6 +27,7 @@ from .factory import create_model, list_models
 from .official import is_official_layout, official_to_ours
 
 __all__ = [
+    "EMA_KEYS",
     "CheckpointFile",
     "check_state_dict",
     "checkpoint_filter_fn",
@@ -44,7 +45,7 @@ __all__ = [
 
 # Where a checkpoint keeps its weights, in the order timm's ``load_state_dict`` looks for them; the first two
 # only when EMA weights are wanted.
-_EMA_KEYS = ("state_dict_ema", "model_ema")
+EMA_KEYS = ("state_dict_ema", "model_ema")
 _WEIGHTS_KEYS = ("state_dict", "model")
 
 
@@ -60,7 +61,7 @@ class CheckpointFile:
     def weights_key(self, use_ema: bool = True) -> str:
         """The entry holding the weights: ``state_dict_ema`` / ``model_ema`` (if ``use_ema``), ``state_dict``,
         ``model``, or ``""`` when the file is a bare state_dict."""
-        keys = (*(_EMA_KEYS if use_ema else ()), *_WEIGHTS_KEYS)
+        keys = (*(EMA_KEYS if use_ema else ()), *_WEIGHTS_KEYS)
         return next((k for k in keys if isinstance(self.contents.get(k), dict)), "")
 
     def state_dict(self, use_ema: bool = True) -> dict[str, torch.Tensor]:
