@@ -25,11 +25,10 @@ from PIL import Image
 
 import mobilenext
 from conftest import QUICK
-from helpers import make_cifar10, make_image_folder
+from helpers import make_cifar10, make_image_folder, run_cli
 from mobilenext.api import validate
 from mobilenext.classification.config import parse_train_args
 from mobilenext.classification.train import train
-from mobilenext.cli import main
 from mobilenext.data.digits import DigitsDataset
 from mobilenext.data.images import read_image
 from mobilenext.engine.checkpoint import load_training_checkpoint, save_checkpoint
@@ -39,16 +38,6 @@ from mobilenext.errors import CheckpointError
 from mobilenext.models import save_safetensors
 
 ONE_PROCESS = DistInfo(0, 0, 1, torch.device("cpu"))
-
-
-def _run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of ``mobilenext ARGV`` in this process (argparse errors exit via SystemExit)."""
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _console(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -81,7 +70,7 @@ def test_predict_with_ones_own_checkpoint_agrees_with_validate(digits_run, digit
     assert expected["images"] == 359 and expected["top1"] == pytest.approx(validate(checkpoint)["top1"], abs=1e-9)
 
     # No --model: the checkpoint names it. CSV: the class names are the digits' folder names.
-    code, out, err = _run_cli(
+    code, out, err = run_cli(
         ["predict", str(digits_folder / "val"), "--checkpoint", str(checkpoint), "--format", "csv", "--topk", "2"],
         capsys,
     )
@@ -105,10 +94,42 @@ def test_predict_with_ones_own_checkpoint_agrees_with_validate(digits_run, digit
     assert from_file["pred_score"] == pytest.approx(float(first["score"]), abs=1e-5)
 
 
+def test_validate_scores_by_the_runs_classes_not_the_folders_order(digits_run, digits_folder, tmp_path, capsys):
+    """validate maps class folders to the checkpoint's class names: a missing folder is a reported subset (the
+    same top-1 as predict on those images), a folder the run never saw is one sentence, never a shifted index."""
+    import shutil
+
+    checkpoint = digits_run[0] / "best.pth"
+    subset = tmp_path / "subset"
+    shutil.copytree(digits_folder / "val", subset / "val")
+    shutil.rmtree(subset / "val" / "0")  # the folders after it would each have shifted by one
+    result = validate(checkpoint, data=str(subset))
+    assert result["missing_classes"] == ["0"] and result["classes"] == 9
+    code, out, _ = run_cli(["predict", str(subset / "val"), "--checkpoint", str(checkpoint), "--format", "csv",
+                             "--topk", "1"], capsys)  # fmt: skip
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    correct = sum(r["class"] == Path(r["image"]).parent.name for r in rows)
+    assert result["images"] == len(rows) and result["top1"] == pytest.approx(100 * correct / len(rows), abs=1e-9)
+
+    for change in ("renamed", "added"):
+        other = tmp_path / change
+        shutil.copytree(digits_folder / "val", other / "val")
+        if change == "renamed":
+            (other / "val" / "3").rename(other / "val" / "aaa_dog")
+        else:
+            shutil.copytree(other / "val" / "3", other / "val" / "10")
+        code, out, err = run_cli(["validate", str(checkpoint), "--data", str(other), "--json"], capsys)
+        assert code == 2 and out == "", err
+        error = err.strip()
+        assert "that mobilenext_035 was not trained on (its 10 classes: 0, 1, 2" in error, error
+        assert len(error.splitlines()) == 1
+
+
 def test_predict_json_is_one_document(digits_run, digits_folder, capsys):
     images = sorted((digits_folder / "val" / "7").glob("*.png"))[:3]
     (digits_folder / "broken.png").write_bytes(b"not a png")
-    code, out, err = _run_cli(
+    code, out, err = run_cli(
         [
             "predict",
             *map(str, images),
@@ -131,7 +152,7 @@ def test_predict_json_is_one_document(digits_run, digits_folder, capsys):
 def test_train_into_a_finished_run_is_refused_and_changes_nothing(digits_run, capsys):
     run = digits_run[0]
     before = _snapshot(run)
-    code, _, err = _run_cli(["train", *QUICK, "--epochs", "1", "--output", str(run)], capsys)
+    code, _, err = run_cli(["train", *QUICK, "--epochs", "1", "--output", str(run)], capsys)
     assert code == 2
     assert err.strip().count("\n") == 0 and "already holds a run" in err and "--resume auto" in err
     assert _snapshot(run) == before
@@ -142,6 +163,9 @@ def test_a_second_writer_of_a_run_folder_is_refused(tmp_path):
         assert folder == tmp_path / "run"
         with pytest.raises(RunFolderError, match=rf"in use by another run \(process {os.getpid()}\)"):
             train(parse_train_args([*QUICK, "--epochs", "1", "--output", str(folder), "--resume", "auto"]))
+        (folder / "log.txt").write_text("the first run's log\n")  # a new run is told of the writer, not its files
+        with pytest.raises(RunFolderError, match=rf"in use by another run \(process {os.getpid()}\)"):
+            train(parse_train_args([*QUICK, "--epochs", "1", "--output", str(folder)]))
     assert not (tmp_path / "run" / "last.pth").exists()
 
 
@@ -217,20 +241,20 @@ def test_detect_predict_keeps_inputs_and_mirrors_clashing_names(tmp_path, detect
     common = ["--checkpoint", str(detector_checkpoint), "--score-thresh", "0.0"]
 
     # Drawing a/x.png into its own folder would replace it: refused before any work.
-    code, _, err = _run_cli(["detect", "predict", str(inputs[2]), "-o", str(photos / "a"), *common], capsys)
+    code, _, err = run_cli(["detect", "predict", str(inputs[2]), "-o", str(photos / "a"), *common], capsys)
     assert code == 2 and "would replace the input image" in err and _snapshot(photos) == before
 
     out = tmp_path / "drawn"
-    assert _run_cli(["detect", "predict", str(photos), "-o", str(out), *common], capsys)[0] == 0
+    assert run_cli(["detect", "predict", str(photos), "-o", str(out), *common], capsys)[0] == 0
     drawn = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
     assert drawn == ["a/x.jpg.png", "a/x.png.png", "b/x.png"]
     assert all(Image.open(out / name).size == (80, 60) for name in drawn)
     assert _snapshot(photos) == before
 
     drawn_before = _snapshot(out)
-    code, _, err = _run_cli(["detect", "predict", str(photos), "-o", str(out), *common], capsys)
+    code, _, err = run_cli(["detect", "predict", str(photos), "-o", str(out), *common], capsys)
     assert code == 2 and "--overwrite" in err and _snapshot(out) == drawn_before
-    assert _run_cli(["detect", "predict", str(photos), "-o", str(out), "--overwrite", *common], capsys)[0] == 0
+    assert run_cli(["detect", "predict", str(photos), "-o", str(out), "--overwrite", *common], capsys)[0] == 0
 
 
 # --- 4. every command that writes a file refuses to replace one unasked ----------------------------------------
@@ -260,13 +284,13 @@ def test_export_convert_and_detect_export_keep_existing_files(tmp_path, detector
     for target, argv in cases:
         target.write_bytes(b"the user's file")
         argv = [*argv, str(target)] if argv[0] == "convert" else [*argv, "-o", str(target)]
-        code, _, err = _run_cli(argv, capsys)
+        code, _, err = run_cli(argv, capsys)
         assert code == 2 and "exists; pass --overwrite" in err, (argv, err)
         assert target.read_bytes() == b"the user's file"
-    code, _, err = _run_cli([*cases[1][1], str(cases[1][0]), "--overwrite"], capsys)
+    code, _, err = run_cli([*cases[1][1], str(cases[1][0]), "--overwrite"], capsys)
     assert code == 0 and cases[1][0].read_bytes() != b"the user's file"
     # An ONNX graph is not written under another format's name.
-    code, _, err = _run_cli(["detect", "export", str(detector_checkpoint), "-o", str(tmp_path / "d.tflite")], capsys)
+    code, _, err = run_cli(["detect", "export", str(detector_checkpoint), "-o", str(tmp_path / "d.tflite")], capsys)
     assert code == 2 and "d.tflite should end in .onnx" in err and not (tmp_path / "d.tflite").exists()
 
 
@@ -275,7 +299,7 @@ def test_nas_search_into_an_existing_run_is_refused(tmp_path, capsys):
     run = tmp_path / "search"
     run.mkdir()
     (run / "args.yaml").write_text("epochs: 50\n")
-    code, _, err = _run_cli(
+    code, _, err = run_cli(
         [
             "nas",
             "search",
@@ -305,7 +329,7 @@ def test_predict_skips_an_oversized_image_and_keeps_the_others(tmp_path, monkeyp
     for name, size in (("a.png", 40), ("huge.png", 700), ("c.png", 40)):
         Image.fromarray(np.full((size, size, 3), 128, np.uint8)).save(folder / name)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300 * 300)  # as if huge.png had 5x PIL's real limit
-    code, out, err = _run_cli(
+    code, out, err = run_cli(
         ["predict", str(folder), "--model", "mobilenext_035", "--format", "csv", "--topk", "1"], capsys
     )
     assert code == 1
@@ -352,18 +376,18 @@ def test_benchmark_csv_is_pure_csv_even_when_saving(tmp_path, capsys):
         "-o",
         str(tmp_path / "bench"),
     ]
-    code, out, err = _run_cli(argv, capsys)
+    code, out, err = run_cli(argv, capsys)
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 1 and rows[0]["model"] == "mobilenext_035" and float(rows[0]["p50_ms"]) > 0
     assert "wrote" in err and (tmp_path / "bench" / "benchmark.csv").is_file()
-    code, out, err = _run_cli(argv, capsys)  # the saved files are not replaced unasked, before any timing
+    code, out, err = run_cli(argv, capsys)  # the saved files are not replaced unasked, before any timing
     assert code == 2 and out == "" and "--overwrite" in err
 
 
 # --- 7. export without a checkpoint: the model's resolution, a check that means something; NAS networks fuse ------
 def test_export_without_checkpoint_uses_the_models_resolution_and_real_logits(tmp_path, capsys):
-    code, out, err = _run_cli(
+    code, out, err = run_cli(
         [
             "export",
             "--model",
@@ -398,10 +422,10 @@ def test_export_a_nas_network(tmp_path):
 
 # --- 8. nonsense flags: one sentence, exit 2, before any work -----------------------------------------------------
 BAD_FLAGS = [
-    (["train", "-b", "0"], "--batch-size: expected an integer >= 1, got '0'"),
-    (["train", "--epochs", "0"], "--epochs: expected an integer >= 1"),
-    (["train", "--epochs", "-1"], "--epochs: expected an integer >= 1"),
-    (["train", "--img-size", "0"], "--img-size: expected an integer >= 1"),
+    (["train", "-b", "0"], "--batch-size: expected an integer in [1, 65536], got '0'"),
+    (["train", "--epochs", "0"], "--epochs: expected an integer in [1, 1e+06]"),
+    (["train", "--epochs", "-1"], "--epochs: expected an integer in [1, 1e+06]"),
+    (["train", "--img-size", "0"], "--img-size: expected an integer in [1, 4096]"),
     (["train", "--lr", "nan"], "--lr: expected a number > 0, got 'nan'"),
     (["train", "--lr", "inf"], "--lr: expected a number > 0, got 'inf'"),
     (["train", "--lr", "-1"], "--lr: expected a number > 0"),
@@ -418,9 +442,9 @@ BAD_FLAGS = [
     (["train", "--resume", "x.pth", "--pretrained", "y.pth"], "--pretrained and --resume exclude each other"),
     (["predict", "x.png", "--topk", "0"], "--topk: expected an integer >= 1"),
     (["validate", "--crop-pct", "0"], "--crop-pct: expected a number in (0, 1]"),
-    (["detect", "train", "--iterations", "0"], "--iterations: expected an integer >= 1"),
+    (["detect", "train", "--iterations", "0"], "--iterations: expected an integer in [1, 1e+09]"),
     (["detect", "train", "--eval-interval", "0"], "--eval-interval: expected an integer >= 1"),
-    (["nas", "search", "--epochs", "0"], "--epochs: expected an integer >= 1"),
+    (["nas", "search", "--epochs", "0"], "--epochs: expected an integer in [1, 1e+06]"),
 ]
 if not torch.cuda.is_available():
     BAD_FLAGS.append((["train", "--device", "cuda"], "no CUDA device is available here"))
@@ -429,7 +453,7 @@ if not torch.cuda.is_available():
 @pytest.mark.parametrize(("argv", "message"), BAD_FLAGS, ids=[" ".join(a) for a, _ in BAD_FLAGS])
 def test_bad_flags_are_one_sentence_before_any_work(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code, out, err = _run_cli(argv, capsys)
+    code, out, err = run_cli(argv, capsys)
     assert code == 2
     assert err.count("\n") == 1 and message in err, err
     assert out == "" and list(tmp_path.iterdir()) == []  # no runs/ folder, no file
@@ -449,7 +473,7 @@ def test_bad_paths_are_one_sentence(tmp_path, monkeypatch, capsys):
         (["train", "--config", "latin1.yaml"], "is not UTF-8 text"),
     ]
     for argv, message in cases:
-        code, out, err = _run_cli(argv, capsys)
+        code, out, err = run_cli(argv, capsys)
         assert code == 2 and err.count("\n") == 1 and message in err, (argv, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "folder", "latin1.yaml"]
 

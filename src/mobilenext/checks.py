@@ -141,7 +141,13 @@ def _timm_optimizer_variant(name: str) -> bool:
     return name.startswith("lookahead_") and name.removeprefix("lookahead_") in optimizer_names()
 
 
-COUNT = Number(int, low=1)  # epochs, batch sizes, intervals, top-k: at least one
+COUNT = Number(int, low=1)  # batch sizes, intervals, top-k: at least one
+# Upper bounds where a typo would exhaust the machine before any output: a 4096 px image already takes GBs of
+# activations per image; a million epochs or a billion iterations is no run anyone means.
+IMAGE_SIZE = Number(int, low=1, high=4096)
+EPOCHS = Number(int, low=1, high=1_000_000)
+ITERATIONS = Number(int, low=1, high=1_000_000_000)
+BATCH = Number(int, low=1, high=65_536)
 NONNEG_INT = Number(int, low=0)  # workers, warm-up epochs, "0: all"
 OPTIMIZER = Choice(optimizer_names, "optimizer", accept=_timm_optimizer_variant)
 SCHEDULER = Choice(SCHEDULERS, "scheduler")

@@ -139,6 +139,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"{result['images']:,} images  {result['img_per_sec']:.0f} img/s",
         file=out,
     )
+    if result["missing_classes"]:
+        missing = result["missing_classes"]
+        print(f"  over {result['classes']} of the run's classes (no images of {', '.join(missing[:5])}"
+              f"{', ...' if len(missing) > 5 else ''})", file=out)  # fmt: skip
     logged = result["logged"]
     if "eval_prec1" in logged:
         key = "ema_eval_prec1" if result["ema"] and "ema_eval_prec1" in logged else "eval_prec1"
@@ -153,7 +157,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .deploy.export import EXPORT_FORMATS
 
     if args.output:  # before the note below: a wrong -o is the one thing to say
-        check_output_file(args.output, args.overwrite, EXPORT_FORMATS[args.format])
+        inputs = [args.checkpoint] if args.checkpoint else []
+        check_output_file(args.output, args.overwrite, EXPORT_FORMATS[args.format], inputs)
     if args.checkpoint is None:
         print(
             f"note: {args.model} has random weights (BatchNorm statistics measured on the check images, so the "
@@ -217,7 +222,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     runs = [Path(r) for r in args.runs]
     output = Path(args.output) if args.output else (runs[0] if runs[0].is_dir() else runs[0].parent) / "curves.png"
     if runs[0].exists():  # a missing run gets plot_runs's own sentence
-        check_output_file(output, args.overwrite, ".png")
+        summaries = [r / "summary.csv" if r.is_dir() else r for r in runs]
+        check_output_file(output, args.overwrite, ".png", summaries)
     print(f"wrote {plot_runs(runs, output, reference=args.reference, overwrite=args.overwrite)}", file=args.out)
     return 0
 
@@ -336,7 +342,9 @@ def _benchmark_arguments(p: argparse.ArgumentParser) -> None:
         metavar="RUNTIME",
         help=f"from {', '.join(RUNTIMES)} (default: {', '.join(DEFAULT_RUNTIMES)})",
     )
-    p.add_argument("--baseline", default="mobilenetv2_100", help="model the ratios divide by")
+    p.add_argument(
+        "--baseline", help="model the ratios divide by, one of --models (default: mobilenetv2_100 when timed)"
+    )
     p.add_argument("--img-size", type=COUNT, default=224)
     p.add_argument("--threads", type=COUNT, default=1, help="threads of every runtime (1: the steadiest numbers)")
     p.add_argument("--rounds", type=COUNT, default=50, help="batch-1 calls per runner")
@@ -439,6 +447,11 @@ def _setup_logging() -> None:
         logger.propagate = False
 
 
+# A file name that is not valid UTF-8 (Python holds its bytes as surrogates) is printed as its own bytes, as ls
+# and find print it, so every output format names the file exactly instead of stopping with UnicodeEncodeError.
+NAME_BYTES = "surrogateescape"
+
+
 def _machine_readable(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "json", False)) or getattr(args, "format", None) in ("json", "csv")
 
@@ -458,7 +471,8 @@ def _stdout_for_results_only() -> Iterator[TextIO]:
         sys.stdout.flush()
         saved = os.dup(stdout_fd)
         os.dup2(stderr_fd, stdout_fd)
-        results = open(saved, "w", closefd=False, encoding=sys.stdout.encoding or "utf-8")  # noqa: SIM115
+        encoding = sys.stdout.encoding or "utf-8"
+        results = open(saved, "w", closefd=False, encoding=encoding, errors=NAME_BYTES)  # noqa: SIM115
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield results
@@ -487,6 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command if command in COMMANDS else None).parse_args(argv)
     _setup_logging()
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors=NAME_BYTES)
     routed = _stdout_for_results_only() if _machine_readable(args) else contextlib.nullcontext(sys.stdout)
     try:
         with warnings.catch_warnings(), routed as args.out:

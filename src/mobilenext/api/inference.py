@@ -16,7 +16,7 @@ from torch import nn
 from ..classification.files import RUN_ORIGIN, label_names
 from ..data.images import read_image
 from ..engine.checkpoint import Restored
-from ..errors import ConfigError, ImageError
+from ..errors import CheckpointError, ConfigError, ImageError
 from .restore import get_model, restore_model
 
 __all__ = ["class_names", "describe_inputs", "inference_model", "predict"]
@@ -57,10 +57,13 @@ def _as_model(model_or_name: nn.Module | str | Path, **kwargs: Any) -> nn.Module
     model it was trained as, with its run's input settings and class names)."""
     if isinstance(model_or_name, nn.Module):
         return model_or_name
-    if Path(model_or_name).is_file():
-        restored = restore_model(model_or_name, kwargs.pop("model", None), task="classification", **kwargs)
-        log.info(f"{restored.name} from {model_or_name}: {describe_inputs(restored)}")
+    path = Path(model_or_name)
+    if path.is_file():
+        restored = restore_model(path, kwargs.pop("model", None), task="classification", **kwargs)
+        log.info(f"{restored.name} from {path}: {describe_inputs(restored)}")
         return restored.model
+    if path.suffix or len(path.parts) > 1:  # meant as a file: say so, not "unknown model 'run/best.pth'"
+        raise CheckpointError(f"no checkpoint file {path} (nor a model of that name); check the path.")
     return get_model(str(model_or_name), **kwargs)
 
 
@@ -109,14 +112,29 @@ def predict(
         yield from run(batch)
 
 
-def inference_model(model_or_name: nn.Module | str | Path, image: ImageLike, topk: int = 5, **kwargs: Any) -> dict:
-    """Classify one image with a model, a model name or a checkpoint file (see :func:`predict` for how the
-    image is prepared). Returns ``pred_label``, ``pred_class``, ``pred_score``, ``pred_scores`` (top-k scores)
-    and ``topk`` ([(label, class, score), ...]). ``kwargs`` go to :func:`mobilenext.get_model` when a name is
-    given (e.g. ``pretrained=PATH``), or to :func:`~mobilenext.api.restore_model` for a checkpoint (e.g.
-    ``model=NAME`` for a plain weights file of an ambiguous shape)."""
+def inference_model(
+    model_or_name: nn.Module | str | Path, image: ImageLike | list[ImageLike], topk: int = 5, **kwargs: Any
+) -> dict | list[dict]:
+    """Classify an image, or a list of images (one batch), with a model, a model name or a checkpoint file (see
+    :func:`predict` for how images are prepared). Returns, per image, ``pred_label``, ``pred_class``,
+    ``pred_score``, ``pred_scores`` (top-k scores) and ``topk`` ([(label, class, score), ...]): a dict for one
+    image, a list of dicts for a list. An unreadable image raises :class:`~mobilenext.errors.ImageError`.
+    ``kwargs`` go to :func:`mobilenext.get_model` when a name is given (e.g. ``pretrained=PATH``), or to
+    :func:`~mobilenext.api.restore_model` for a checkpoint (e.g. ``model=NAME`` for a plain weights file of an
+    ambiguous shape)."""
+    batch = isinstance(image, list | tuple)
+    images = list(image) if batch else [image]
+    if not images or not all(isinstance(i, ImageLike) for i in images):
+        raise ConfigError(
+            "inference_model takes an image (a path, a PIL image or an HxWxC uint8 array) or a non-empty list "
+            f"of them, not {type(image).__name__}" + (" holding other things" if images and batch else "") + "."
+        )
     model = _as_model(model_or_name, **kwargs)
-    ((_, result),) = list(predict(model, [image], topk=topk, batch_size=1))
+    results = [_as_dict(result) for _, result in predict(model, images, topk=topk, batch_size=len(images))]
+    return results if batch else results[0]
+
+
+def _as_dict(result: list[tuple[int, str, float]] | ImageError) -> dict:
     if isinstance(result, ImageError):
         raise result
     label, name, score = result[0]

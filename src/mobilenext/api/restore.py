@@ -125,8 +125,6 @@ def convert(
         raise CheckpointError(f"unknown layout {to!r}; choose 'timm' (ours) or 'official' (the authors').")
     file = read_checkpoint(src)  # first: a missing or damaged source is the one thing to say
     owner = _owner(file)
-    check_output_file(dst, overwrite, owner.converted_suffix)
-    if Path(src).resolve() == Path(dst).resolve():
-        raise CheckpointError(f"{dst} is the checkpoint being converted; write the conversion to another file.")
+    check_output_file(dst, overwrite, owner.converted_suffix, [src])
     options = {"model": model, "use_ema": use_ema} if owner.task == "classification" else {}
     return owner.convert(file, dst, to, overwrite, **options)

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 
 from ..checks import SCHEDULER, Number
 from ..engine.config import (
+    BATCH,
     COUNT,
+    EPOCHS,
     FRACTION,
+    IMAGE_SIZE,
     INTERPOLATION,
     NONNEG,
     NONNEG_INT,
@@ -44,7 +47,7 @@ class TrainConfig(DataParallelSettings):
     dataset: str = setting("", "timm dataset name for other sources (hfds/NAME, wds/NAME, tfds/NAME)")
     train_split: str = setting("train", "training split (folder name or timm split)")
     val_split: str | None = setting(None, "held-out split (default: val/ or validation/)")
-    img_size: int | None = setting(None, "input resolution (default: the dataset's, else the model's)", **COUNT)
+    img_size: int | None = setting(None, "input resolution (default: the dataset's, else the model's)", **IMAGE_SIZE)
     crop_pct: float | None = setting(None, "evaluation centre-crop fraction", type=Number(float, 0, 1, low_open=True))
     interpolation: str | None = setting(None, "resize interpolation (bilinear, bicubic, ...)", **INTERPOLATION)
     mean: tuple[float, ...] | None = setting(None, "normalisation mean (3 values)", type=Number(float), nargs=3)
@@ -66,8 +69,8 @@ class TrainConfig(DataParallelSettings):
     cutmix: float = setting(0.0, "cutmix alpha (0: off)", **NONNEG)
     smoothing: float = setting(0.1, "label smoothing", **FRACTION)
     # optimisation
-    epochs: int = setting(300, "epochs to train", **COUNT)
-    batch_size: int = setting(128, "batch size per process", "-b", "--batch-size", **COUNT)
+    epochs: int = setting(300, "epochs to train", **EPOCHS)
+    batch_size: int = setting(128, "batch size per process", "-b", "--batch-size", **BATCH)
     lr: float | None = setting(None, "learning rate (default: lr_base scaled to the global batch size)", **POSITIVE)
     lr_base: float = setting(0.1, "learning rate at global batch size lr_base_size", **POSITIVE)
     lr_base_size: int = setting(256, "global batch size lr_base refers to", **COUNT)

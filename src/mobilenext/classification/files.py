@@ -24,8 +24,8 @@ from ..models.checkpoint import (
     keep_model_classifier,
     load_checkpoint,
     matching_models,
-    save_safetensors,
     to_model_layout,
+    write_safetensors,
 )
 from ..models.factory import create_model
 from ..models.official import is_official_layout, ours_to_official
@@ -120,7 +120,7 @@ class ClassificationFiles(TaskFiles):
             "metrics": restored.metrics,
         }
         metadata.update({key: json.dumps(value) for key, value in said.items() if value})
-        save_safetensors(state_dict, dst, metadata=metadata, overwrite=overwrite)
+        self.write_converted(dst, overwrite, lambda path: write_safetensors(state_dict, path, metadata), restored)
         return restored.name
 
 

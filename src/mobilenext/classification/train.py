@@ -47,6 +47,7 @@ class ClassificationTask(Task):
     """Image classification with timm's training parts; ``summary.csv`` starts with the authors' columns."""
 
     name = "classification"
+    length_setting = "epochs"
     summary_columns = AUTHORS_COLUMNS
     curves = Curves(
         "classification",
@@ -77,6 +78,12 @@ class ClassificationTask(Task):
         self.num_classes = cfg.num_classes or len(self.datasets.classes)
         if not self.num_classes:
             raise ConfigError("this dataset does not list its classes; pass --num-classes.")
+        if len(self.datasets.classes) == 1 or self.num_classes == 1:
+            only = f" ({self.datasets.classes[0]})" if self.datasets.classes else ""
+            raise ConfigError(
+                f"{self.datasets.description} has one class{only}: every image would be scored right; a "
+                "classifier needs at least two classes."
+            )
         self.device = runner.device
         self.model = runner.prepare_model(self._build_model())
         self.data_config = resolve_transform_config(self.model, {}, dataclasses.asdict(cfg))
@@ -274,6 +281,10 @@ class ClassificationTask(Task):
             line += f"  ema_top1 {row['ema_eval_prec1']:.2f}"
         return line + f"  lr {row['lr']:.4g}  {row['epoch_time']:.1f}s  {row['train_img_per_sec']:.0f} img/s"
 
+    def memory_probe(self) -> tuple[nn.Module, tuple[int, ...], int, str]:
+        size = self.data_config["img_size"]
+        return self.model, (3, size, size), self.cfg.batch_size, "--batch-size or --img-size"
+
     def describe(self) -> str:
         cfg, d = self.cfg, self.data_config
         return (
@@ -301,6 +312,13 @@ class ClassificationTask(Task):
         if self.ema is not None:
             state["state_dict_ema"] = self.ema.module.state_dict()
         return state
+
+    def load_scheduler(self, state: dict[str, Any], rounds: int, length_changed: bool) -> None:
+        if length_changed and self.cfg.sched != "plateau":
+            # timm's schedules are functions of the epoch: the one built for the new --epochs, at this epoch
+            self.scheduler.step(rounds)
+        else:
+            self.scheduler.load_state_dict(state)
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.num_updates = state["num_updates"]

@@ -8,6 +8,7 @@ was saved.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -16,9 +17,11 @@ from ..data import DATA_DEFAULTS, create_loader, create_transforms, open_dataset
 from ..data.loader import default_workers
 from ..engine.checkpoint import Restored
 from ..engine.distributed import cleanup, init_distributed
+from ..errors import ConfigError
 from .evaluate import evaluate
+from .files import RUN_ORIGIN
 
-__all__ = ["validate"]
+__all__ = ["Relabelled", "class_map", "validate"]
 
 log = logging.getLogger("mobilenext")
 
@@ -46,6 +49,7 @@ def validate(
     datasets = open_datasets(data, dataset or "", train_split=None, val_split=split or args.get("val_split"))
     if fit_classes and datasets.classes:
         net.reset_classifier(len(datasets.classes))
+    labels, missing = class_map(restored, datasets.classes, datasets.description)
 
     dist = init_distributed(device)
     try:
@@ -59,8 +63,12 @@ def validate(
         defaults = {**DATA_DEFAULTS.get(datasets.kind, {}), **restored.data_config}  # the file's over the dataset's
         data_config = resolve_transform_config(net, defaults, overrides)
         datasets.val.transform = create_transforms(data_config)[1]
+        held_out = datasets.val if labels is None else Relabelled(datasets.val, labels)
+        if missing and dist.is_main:
+            log.warning(f"{datasets.description} has no images of {len(missing)} of the run's classes "
+                        f"({', '.join(missing[:5])}); the figures are over the other {len(labels)}.")  # fmt: skip
         loader = create_loader(
-            datasets.val,
+            held_out,
             batch_size,
             training=False,
             workers=defaults.get("workers", default_workers()) if workers is None else workers,
@@ -74,9 +82,52 @@ def validate(
             "source": restored.source,
             "ema": restored.ema,
             "dataset": datasets.description,
+            "classes": len(restored.classes) - len(missing) if labels is not None else net.num_classes,
+            "missing_classes": missing,
             **data_config,
             **metrics,
             "logged": restored.metrics,
         }
     finally:
         cleanup()
+
+
+def class_map(restored: Restored, names: Sequence[str], description: str) -> tuple[list[int] | None, list[str]]:
+    """How a dataset's labels become the model's: ``(model label of each dataset label, or None where they are the
+    same; the model's classes the dataset has no images of)``. A run's checkpoint knows its class names, and a
+    dataset's classes are matched to them by name, so a folder missing, renamed or added is never a silently
+    shifted index; a class the run never saw is one sentence. Without names, the dataset's labels are taken as
+    they are, as long as the model has as many classes."""
+    names, model_classes = list(names), restored.model.num_classes
+    if restored.origin != RUN_ORIGIN or not names or not restored.classes:
+        if len(names) > model_classes:
+            raise ConfigError(
+                f"{description} has {len(names)} classes but {restored.name} has {model_classes}; evaluate it on "
+                "the data it was trained for (or fine-tune it with --num-classes)."
+            )
+        return None, []
+    known = list(restored.classes)
+    unknown = [c for c in names if c not in known]
+    if unknown:
+        raise ConfigError(
+            f"{description} has class{'es' if len(unknown) > 1 else ''} {', '.join(unknown[:5])} that "
+            f"{restored.name} was not trained on (its {len(known)} classes: {', '.join(known[:5])}"
+            f"{', ...' if len(known) > 5 else ''}); evaluate it on folders named as its classes."
+        )
+    labels = [known.index(c) for c in names]
+    missing = [c for c in known if c not in names]
+    return (None if labels == list(range(len(known))) else labels), missing
+
+
+class Relabelled(torch.utils.data.Dataset):
+    """``dataset`` with each label ``i`` given as ``labels[i]``."""
+
+    def __init__(self, dataset, labels: Sequence[int]) -> None:
+        self.dataset, self.labels = dataset, list(labels)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        image, label = self.dataset[index]
+        return image, self.labels[int(label)]

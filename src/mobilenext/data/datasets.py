@@ -127,7 +127,9 @@ class TolerantDataset(torch.utils.data.Dataset):
         )
 
     def __getattr__(self, name: str):
-        if name == "dataset":  # not yet set (unpickling in a worker)
+        # "dataset": not yet set (unpickling in a worker); dunders such as __getitems__ (a Subset's batch read)
+        # must not reach the wrapped dataset, or the loader would read past this wrapper
+        if name == "dataset" or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
@@ -160,6 +162,34 @@ def _check_image_folder(split_dir: Path) -> None:
         )
 
 
+def _check_links(split_dir: Path) -> None:
+    """A folder reached twice through symbolic links (a link to its own ancestor, or two links to one folder)
+    would list its images again and again, as timm's reader follows links: one sentence instead."""
+    seen: dict[str, str] = {}
+    for folder, _, _ in os.walk(split_dir, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            raise ConfigError(
+                f"{folder} is {seen[real]} again, reached through a symbolic link; its images would be read more "
+                "than once (a link to a folder that contains it loops forever): remove the link."
+            )
+        seen[real] = folder
+
+
+def _check_held_out(val: Any, val_dir: Path, train_dir: Path) -> None:
+    """Held-out images that are training images (a link from val/ into train/) would score as unseen ones;
+    checked also when only the held-out split is read (``validate``)."""
+    if not train_dir.is_dir() or os.path.realpath(train_dir) == os.path.realpath(val_dir):
+        return
+    training = os.path.realpath(train_dir) + os.sep
+    shared = [path for path, _ in val.samples if os.path.realpath(path).startswith(training)]
+    if shared:
+        raise ConfigError(
+            f"{len(shared)} image(s) of {val_dir} are images of {train_dir} (through symbolic links), e.g. "
+            f"{shared[0]}; a held-out split must not hold training images."
+        )
+
+
 def _open_image_folder(root: Path, train_split: str | None, val_split: str | None) -> Datasets:
     if val_split is None:  # accept both spellings, as timm does
         val_split = next((s for s in _VAL_SPLITS if (root / s).is_dir()), "val")
@@ -172,11 +202,19 @@ def _open_image_folder(root: Path, train_split: str | None, val_split: str | Non
         )
     for split in splits:
         _check_image_folder(root / split)
+        _check_links(root / split)
     first = create_reader("", root=str(root / splits[0]))
     class_to_idx = first.class_to_idx  # the val split takes the train split's class indices
     readers = {splits[0]: first}
     if len(splits) > 1:
+        unknown = sorted({d.name for d in (root / splits[1]).iterdir() if d.is_dir()} - set(class_to_idx))
+        if unknown:  # timm's reader would leave their images out without a word
+            raise ConfigError(
+                f"{root / splits[1]} has class folder{'s' if len(unknown) > 1 else ''} {', '.join(unknown[:5])} that "
+                f"{root / splits[0]} has not; the held-out split must use the training split's classes."
+            )
         readers[splits[1]] = create_reader("", root=str(root / splits[1]), class_map=dict(class_to_idx))
+    _check_held_out(readers[val_split], root / val_split, root / (train_split or "train"))
     classes = tuple(sorted(class_to_idx, key=class_to_idx.get))
     train = ReaderDataset(readers[train_split]) if train_split else None
     return Datasets(train, ReaderDataset(readers[val_split]), classes, "folder", f"image folder {root}")

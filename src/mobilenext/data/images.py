@@ -54,7 +54,8 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def find_images(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand folders (recursively) into their image files (by extension, sorted); files are kept as given."""
+    """Expand folders (recursively) into their image files (by extension, sorted); files are kept as given. A file
+    named twice (also through a link, or inside a folder also given) is read once."""
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -63,7 +64,8 @@ def find_images(paths: Iterable[str | Path]) -> list[Path]:
             found.append(p)
         else:
             raise MobileNeXtError(f"{p} does not exist.")
-    return found
+    seen: set[Path] = set()
+    return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
 
 
 def read_image(image: ImageSource, *, name: str | None = None) -> Image.Image:

@@ -1,12 +1,23 @@
-"""Transforms (timm's) and data loaders that shard across DDP ranks and tolerate bad images."""
+"""Transforms (timm's) and data loaders that shard across DDP ranks, tolerate bad images, and augment each sample
+the same way whatever the loader's workers did before.
+
+Training samplers yield ``(epoch, index)`` keys (:class:`ResumableSampler`), and :class:`Reseeded` seeds
+``random``, numpy and torch from ``(seed, epoch, index)`` before the sample is read and augmented. A sample's
+augmentation is then a function of the run's seed, the epoch and the sample alone: not of which worker reads
+it, how many workers there are (``-j 0`` included) or what they read before, so a run resumed at any epoch, and
+mid-epoch where a task resumes there, sees the very batches an uninterrupted run saw.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import random
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from timm.data import create_transform, resolve_data_config
 from torch import nn
@@ -14,11 +25,14 @@ from torch import nn
 from .datasets import TolerantDataset, collate_tolerant
 
 __all__ = [
+    "Reseeded",
     "ResumableSampler",
+    "SampleKey",
     "ShardSampler",
     "create_loader",
     "create_transforms",
     "default_workers",
+    "loader_generator",
     "resolve_transform_config",
 ]
 
@@ -77,10 +91,18 @@ class ShardSampler(torch.utils.data.Sampler[int]):
         return math.ceil((self.num_samples - self.rank) / self.world_size)
 
 
-class ResumableSampler(torch.utils.data.Sampler[int]):
-    """Shuffles by ``(seed, epoch)`` and shards over ranks like ``DistributedSampler`` (every rank gets the
-    same number of images), and can start an epoch ``skip`` images in, so a resumed run sees the batches the
-    interrupted one would have seen without loading the ones it already trained on."""
+class SampleKey(NamedTuple):
+    """What a training sampler hands the loader: the sample, and the epoch it is drawn in."""
+
+    epoch: int
+    index: int
+
+
+class ResumableSampler(torch.utils.data.Sampler[SampleKey]):
+    """Shuffles by ``(seed, epoch)`` and shards over ranks like ``DistributedSampler`` with ``drop_last`` (every
+    rank gets the same number of images, in the same order), and can start an epoch ``skip`` images in, so a
+    resumed run sees the batches the interrupted one would have seen without loading the ones it already
+    trained on. Yields :class:`SampleKey` s, which :class:`Reseeded` turns into the sample's random state."""
 
     def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
         self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
@@ -90,13 +112,54 @@ class ResumableSampler(torch.utils.data.Sampler[int]):
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         self.epoch, self.skip = epoch, skip
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[SampleKey]:
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         mine = order[: self.per_rank * self.world_size][self.rank :: self.world_size]
-        return iter(mine[self.skip :].tolist())
+        return (SampleKey(self.epoch, index) for index in mine[self.skip :].tolist())
 
     def __len__(self) -> int:
         return self.per_rank - self.skip
+
+
+class Reseeded(torch.utils.data.Dataset):
+    """A dataset read by :class:`SampleKey`: ``random``, numpy and torch are seeded from ``(seed, epoch, index)``
+    before ``dataset[index]`` is read and augmented. In a loader worker the seeds simply replace the worker's;
+    in the main process (``-j 0``) the generators' states are put back afterwards, so that the training step's
+    own randomness (dropout, mixup) does not depend on the loader."""
+
+    def __init__(self, dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: SampleKey):
+        epoch, index = key
+        in_worker = torch.utils.data.get_worker_info() is not None
+        with contextlib.nullcontext() if in_worker else _generators_kept():
+            sample_seed = (self.seed * 1_000_003 + epoch) * 10_000_019 + index
+            random.seed(sample_seed)
+            np.random.seed(sample_seed % 2**32)
+            torch.default_generator.manual_seed(sample_seed)  # the CPU's only: augmentation never draws on a GPU
+            return self.dataset[index]
+
+    def __getattr__(self, name: str):
+        # "dataset": not yet set (unpickling in a worker); dunders such as __getitems__ (a Subset's batch read)
+        # must not reach the wrapped dataset, or the loader would read past this wrapper
+        if name == "dataset" or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+@contextlib.contextmanager
+def _generators_kept() -> Iterator[None]:
+    python, numpy, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(python)
+        np.random.set_state(numpy)
+        torch.set_rng_state(cpu)
 
 
 def create_loader(
@@ -111,17 +174,16 @@ def create_loader(
 ) -> torch.utils.data.DataLoader:
     """A loader yielding ``(images, targets, problems)``.
 
-    Training shuffles with ``DistributedSampler`` even on one process: its order depends only on
-    ``seed`` and the epoch (``sampler.set_epoch``), which makes a resumed run see the same batches.
+    Training draws from a :class:`ResumableSampler` through :class:`Reseeded`: the order depends only on
+    ``seed`` and the epoch (``sampler.set_epoch``), each sample's augmentation only on ``seed``, the epoch and
+    the sample, which makes a resumed run see the same batches with any number of workers.
     """
     iterable = isinstance(dataset, torch.utils.data.IterableDataset)
     sampler = None
     if not iterable:
         dataset = TolerantDataset(dataset, substitute=training)
         if training:
-            sampler = torch.utils.data.DistributedSampler(
-                dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
-            )
+            dataset, sampler = Reseeded(dataset, seed), ResumableSampler(len(dataset), seed, rank, world_size)
         else:
             sampler = ShardSampler(len(dataset), rank, world_size)
     return torch.utils.data.DataLoader(
@@ -133,4 +195,11 @@ def create_loader(
         drop_last=training,
         pin_memory=pin_memory,
         persistent_workers=workers > 0,
+        generator=loader_generator(seed),
     )
+
+
+def loader_generator(seed: int) -> torch.Generator:
+    """The loader's own generator, for the worker seeds it draws when it starts its workers: drawn from the global
+    one, that draw would shift the training step's randomness by one in the epoch a resumed run starts them."""
+    return torch.Generator().manual_seed(seed)

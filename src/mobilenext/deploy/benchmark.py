@@ -60,6 +60,7 @@ FILE_RUNTIMES = {
 RUNTIMES = ("eager", "compiled", *FILE_RUNTIMES)
 DEFAULT_RUNTIMES = ("eager", "compiled", "onnxruntime", "tflite", "executorch")
 DEFAULT_MODELS = ("mobilenext_100", "mobilenext_100_half_id", "mobilenetv2_100")
+DEFAULT_BASELINE = "mobilenetv2_100"
 # Process settings that change PyTorch's CPU numbers by up to 2x (README: "CPU memory allocator", "Compiled
 # PyTorch"); the report names those that were set, so that a table says what it was measured with.
 TUNING_VARIABLES = ("TORCHINDUCTOR_FREEZING", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")
@@ -282,7 +283,7 @@ def benchmark(
     batch_size: int = 32,
     batch_rounds: int = 5,
     warmup: int = 5,
-    baseline: str = "mobilenetv2_100",
+    baseline: str | None = None,
     calibration_images: int = 64,
     workdir: str | Path | None = None,
     progress: bool = True,
@@ -293,8 +294,13 @@ def benchmark(
         raise ConfigError(f"unknown runtime {unknown[0]!r}; choose from {', '.join(RUNTIMES)}.")
     if rounds < 1 or batch_size < 1:
         raise ConfigError("rounds and batch size must be at least 1.")
+    if baseline is None:
+        baseline = DEFAULT_BASELINE  # its ratio columns stay empty when it is not timed
+    elif baseline not in models:  # the ratios divide by it: say so before minutes of exports
+        raise ConfigError(f"--baseline {baseline} is not among the models timed ({', '.join(models)}); add it.")
+    built = {spec: build_model(spec) for spec in dict.fromkeys(models)}  # every name checked before any export
     torch.set_num_threads(threads)
-    images = sample_images(build_model(models[0]), None, split="train", count=calibration_images, img_size=img_size)[0]
+    images = sample_images(built[models[0]], None, split="train", count=calibration_images, img_size=img_size)[0]
     batch = np.ascontiguousarray(images[:1].expand(batch_size, -1, -1, -1).numpy())
     with tempfile.TemporaryDirectory(prefix="mobilenext-bench-", dir=workdir) as tmp:
         pairs = [(m, r) for m in models for r in runtimes]

@@ -14,6 +14,7 @@ import functools
 import io
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._io import atomic_path, check_output_file
+from .._io import atomic_path, check_output_file, disk_problem
 from ..engine.checkpoint import Restored
 from ..errors import ConfigError, MobileNeXtError, require
 from .fuse import fuse
@@ -107,14 +108,17 @@ def _root_cause(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def exporter_errors(fmt: str):
-    """Turn an exporter's traceback into one sentence (the traceback stays chained for debugging)."""
+def exporter_errors(fmt: str, folder: Path):
+    """Turn an exporter's traceback into one sentence (the traceback stays chained for debugging); a refusal of the
+    file system writing into ``folder`` is left to the write path (:func:`mobilenext._io.atomic_path`) to say."""
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporters' progress chatter
             yield
     except MobileNeXtError:
         raise
     except Exception as error:
+        if disk_problem(error, folder) is not None:
+            raise
         raise ExportError(f"the {fmt} exporter cannot translate this model: {_root_cause(error)}") from error
 
 
@@ -146,7 +150,11 @@ def _export_tflite(model: nn.Module, example: torch.Tensor, path: Path, calibrat
 
         quantized, quantizer = quantize_pt2e(model, calibration, "tflite")
         converted = litert_torch.convert(quantized, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
-    converted.export(str(path))
+    content = getattr(converted, "model_content", None)
+    if content is None:  # litert-torch before model_content(): its own writer
+        converted.export(str(path))
+    else:  # written by Python: LiteRT's own writer aborts the whole process on a full disk (LLVM's IO error)
+        path.write_bytes(content())
 
 
 def _export_pte(model: nn.Module, example: torch.Tensor, path: Path, calibration: torch.Tensor | None) -> None:
@@ -180,6 +188,7 @@ def export_model(
     labels: torch.Tensor | None = None,
     threads: int | None = None,
     overwrite: bool = True,
+    inputs: Sequence[str | Path] = (),
 ) -> ExportReport:
     """Write ``model`` (BN folded) to ``path`` and check the file in its runtime on the ``verify`` images
     against ``model`` itself (so a wrong fold would show too).
@@ -187,7 +196,8 @@ def export_model(
     ``fmt`` defaults to the file suffix. ``int8`` (TFLite and ExecuTorch) quantizes after calibrating on the
     ``calibration`` images. ``verify`` defaults to random inputs, which check the arithmetic but not the
     labels; pass real images, and their ``labels`` to get the top-1 accuracy before and after export. With
-    ``overwrite=False`` an existing ``path`` is an error (``mobilenext export`` without ``--overwrite``).
+    ``overwrite=False`` an existing ``path`` is an error (``mobilenext export`` without ``--overwrite``); one of
+    ``inputs`` (the checkpoint exported) is never written over.
     """
     path = Path(path)
     fmt = fmt or next((f for f, suffix in EXPORT_FORMATS.items() if path.suffix == suffix), None)
@@ -197,7 +207,7 @@ def export_model(
         raise ConfigError(f"int8 export is for TFLite and ExecuTorch (PT2E); use --format tflite or pte, not {fmt}.")
     if int8 and calibration is None:
         raise ConfigError("int8 export needs calibration images.")
-    check_output_file(path, overwrite, EXPORT_FORMATS[fmt])
+    check_output_file(path, overwrite, EXPORT_FORMATS[fmt], inputs)
     extra, modules = _TOOLCHAINS[fmt]
     for module in modules:  # all of them before any work, so a missing one costs nothing
         require(module, extra)
@@ -210,7 +220,7 @@ def export_model(
     if fmt not in BATCH_1_FORMATS:
         example = example.expand(2, -1, -1, -1).contiguous()
     start = time.perf_counter()
-    with atomic_path(path, overwrite=overwrite) as tmp, exporter_errors(fmt):
+    with atomic_path(path, overwrite, inputs) as tmp, exporter_errors(fmt, path.parent):
         if fmt == "onnx":
             _export_onnx(model, example, tmp)
         elif fmt == "tflite":
@@ -274,7 +284,8 @@ def export_restored(
     net, trained = restored.model, restored.path is not None
     if output is None:
         output = f"{restored.name}{'_int8' if int8 else ''}{EXPORT_FORMATS[fmt]}"
-    check_output_file(output, overwrite, EXPORT_FORMATS[fmt])  # before the minutes an export can take
+    inputs = [restored.path] if restored.path else []
+    check_output_file(output, overwrite, EXPORT_FORMATS[fmt], inputs)  # before the minutes an export can take
     data = data if data is not None or dataset else restored.args.get("data")
     dataset = dataset or restored.args.get("dataset", "")
     sample = functools.partial(sample_images, net, data, dataset, img_size=img_size)
@@ -293,6 +304,7 @@ def export_restored(
         labels=labels if trained else None,
         threads=threads,
         overwrite=overwrite,
+        inputs=inputs,
     )
 
 

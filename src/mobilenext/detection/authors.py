@@ -24,6 +24,7 @@ from .settings import ssd_keywords
 
 __all__ = [
     "AuthorsConfig",
+    "check_authors_configuration",
     "from_authors_layout",
     "is_authors_detector",
     "load_authors_detector",
@@ -106,6 +107,21 @@ _AUTHORS_CONFIGS = {
     (21, 6): AuthorsConfig("voc", "softmax", VOC_CLASSES, "voc", "2007/test"),
     (81, 4): AuthorsConfig("coco", "focal", COCO_CLASSES, "coco", "val2017"),
 }
+
+
+def check_authors_configuration(model: SSD, name: str) -> None:
+    """Raise one sentence unless ``model`` is a detector their code builds from one of their configs (SSDLite-320
+    on their MobileNeXt-1.0 or torchvision's MobileNetV2-1.0; VOC: 21 outputs, softmax; COCO: 81, focal), the only
+    ones a file in their layout can be loaded into."""
+    outputs = model.head.num_classes
+    config = next((c for (n, _), c in _AUTHORS_CONFIGS.items() if n == outputs), None)
+    ours = (name, model.transform.fixed_size, model.boxes, model.loss)
+    if config is None or name not in _AUTHORS_BACKBONES.values() or ours[1:] != ((320, 320), config.boxes, config.loss):
+        raise CheckpointError(
+            f"{name} at {ours[1][0]} px with {outputs} outputs ({model.boxes} boxes, {model.loss} loss) is none of "
+            "the authors' configurations (SSDLite-320 on MobileNeXt-1.0 or MobileNetV2-1.0, VOC: 21 outputs, "
+            "softmax; COCO: 81 outputs, focal), which is all their code loads; keep it in our layout (--to timm)."
+        )
 
 
 def is_authors_detector(contents: dict[str, Any]) -> bool:

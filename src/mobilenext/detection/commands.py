@@ -128,9 +128,9 @@ def _eval(args: argparse.Namespace) -> int:
         print(json.dumps({k: v for k, v in metrics.items() if k != "skipped_names"}, indent=2), file=out)
         return 0
     print(f"{restored.name} ({args.checkpoint}) on {data.description}:", file=out)
-    print("  " + "  ".join(f"{k} {100 * v:.2f}" for k, v in metrics.items() if isinstance(v, float)), file=out)
+    print("  " + "  ".join(f"{k} {100 * v:.2f}%" for k, v in metrics.items() if isinstance(v, float)), file=out)
     for name, ap in metrics.get("ap50_per_class", {}).items():
-        print(f"    {name:>12}  AP50 {100 * ap:.2f}", file=out)
+        print(f"    {name:>12}  AP50 {100 * ap:.2f}%", file=out)
     if metrics["skipped"]:
         print(
             f"  skipped {metrics['skipped']} unreadable image(s): {'; '.join(metrics['skipped_names'][:5])}", file=out
@@ -187,8 +187,10 @@ def _export(args: argparse.Namespace) -> int:
 
     restored = _restore(args.checkpoint, runs=False)  # the graph takes images already resized
     model, size = restored.model, restored.data_config["img_size"]
-    output = check_output_file(args.output or f"{restored.name}.onnx", args.overwrite, ".onnx")
-    diff = export_detector_onnx(model, output, size, overwrite=args.overwrite, classes=restored.classes)
+    output = check_output_file(args.output or f"{restored.name}.onnx", args.overwrite, ".onnx", [args.checkpoint])
+    diff = export_detector_onnx(
+        model, output, size, overwrite=args.overwrite, classes=restored.classes, inputs=[args.checkpoint]
+    )
     print(
         f"wrote {output} (input Nx3x{size}x{size} in [0, 1]; outputs boxes [N, A, 4] in "
         f"input pixels and scores [N, A, {len(restored.classes)}], column k for class k + 1); onnxruntime vs "

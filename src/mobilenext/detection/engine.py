@@ -22,10 +22,13 @@ from torch.utils.data import DataLoader, SequentialSampler
 
 from ..checks import Number
 from ..data.datasets import TolerantDataset
-from ..data.loader import ResumableSampler, default_workers
+from ..data.loader import Reseeded, ResumableSampler, default_workers, loader_generator
 from ..engine.config import (
+    BATCH,
     COUNT,
     FRACTION,
+    IMAGE_SIZE,
+    ITERATIONS,
     NONNEG,
     NONNEG_INT,
     OPTIMIZER,
@@ -70,7 +73,7 @@ class DetectionConfig(DataParallelSettings):
     backbone_checkpoint: str | None = setting(
         None, "classification weights for the backbone (ours, timm's, the authors')"
     )
-    size: int = setting(320, "input size (the anchors are the authors' at 320)", **COUNT)
+    size: int = setting(320, "input size (the anchors are the authors' at 320)", **IMAGE_SIZE)
     boxes: str = setting(
         "voc",
         "the authors' default boxes: those of their VOC or COCO configs (COCO: other max "
@@ -94,8 +97,8 @@ class DetectionConfig(DataParallelSettings):
         "class names of a VOC-format dataset (default: the 20 VOC classes; COCO reads them from its json)",
         nargs="+",
     )
-    batch_size: int = setting(24, "images per batch and process", "-b", "--batch-size", **COUNT)
-    iterations: int = setting(240_000, "training iterations", **COUNT)
+    batch_size: int = setting(24, "images per batch and process", "-b", "--batch-size", **BATCH)
+    iterations: int = setting(240_000, "training iterations", **ITERATIONS)
     lr: float = setting(1e-3, "learning rate", **POSITIVE)
     lr_scaling: str = setting(
         "none",
@@ -162,39 +165,22 @@ def parse_detect_args(argv: list[str]) -> DetectionConfig:
     return config_from_args(parser.parse_args(argv), DetectionConfig)
 
 
-class SeededSamples(torch.utils.data.Dataset):
-    """Seeds the random generator from ``(seed, epoch, index)`` before each sample is read and augmented,
-    so a sample's augmentation does not depend on which worker loads it or on what was loaded before:
-    an epoch resumed midway augments its remaining samples exactly as the uninterrupted run did."""
-
-    def __init__(self, dataset, seed: int) -> None:
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
-        return self.dataset[index]
-
-    def __getattr__(self, name: str):
-        if name == "dataset":  # not yet set (unpickling in a worker)
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-
 def detection_loader(dataset, batch_size: int, workers: int, train: bool, dist: DistInfo, seed: int) -> DataLoader:
+    """Batches of a detection split; in training shuffled by ``(seed, epoch)`` and each sample augmented by
+    ``(seed, epoch, index)`` (:class:`~mobilenext.data.loader.Reseeded`), so that a run resumed mid-epoch sees
+    exactly the batches the uninterrupted one saw, with any number of workers, which persist across epochs."""
+    dataset = TolerantDataset(dataset, substitute=train)
     sampler = ResumableSampler(len(dataset), seed, dist.rank, dist.world_size) if train else SequentialSampler(dataset)
-    if train:
-        dataset = SeededSamples(dataset, seed)
     return DataLoader(
-        TolerantDataset(dataset, substitute=train),
+        Reseeded(dataset, seed) if train else dataset,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
         collate_fn=collate_detection,
         drop_last=train,
         pin_memory=dist.device.type == "cuda",
+        persistent_workers=train and workers > 0,
+        generator=loader_generator(seed),
     )
 
 
@@ -225,7 +211,7 @@ def evaluate_detector(
 
 def _headline(metrics: dict[str, Any]) -> str:
     keys = ("map50", "map50_voc07", "ap", "ap50", "ap75")
-    return "  ".join(f"{k} {100 * metrics[k]:.2f}" for k in keys if k in metrics)
+    return "  ".join(f"{k} {100 * metrics[k]:.2f}%" for k in keys if k in metrics)
 
 
 # --- training --------------------------------------------------------------------------------------------
@@ -253,6 +239,7 @@ class DetectionTask(Task):
     """SSDLite training: a round is ``eval_interval`` iterations, then VOC mAP / COCO AP on rank 0."""
 
     name = "detection"
+    length_setting = "iterations"
     round_name = "round"
     position = "iteration"
     summary_columns = SUMMARY_COLUMNS
@@ -348,7 +335,6 @@ class DetectionTask(Task):
         epoch, done = divmod(self.iteration, sampler.per_rank // batch)
         while self.iteration < stop:
             sampler.set_epoch(epoch, skip=done * batch)
-            self.train_loader.dataset.dataset.epoch = epoch  # TolerantDataset(SeededSamples(...))
             for item in self.train_loader:
                 if self.iteration >= stop:
                     return
@@ -396,6 +382,10 @@ class DetectionTask(Task):
             f"iteration {row['iteration']:,}/{self.iterations:,}  loss {row['train_loss']:.4f}  "
             f"{_headline(row)}  lr {row['lr']:.3g}  {row['round_time']:.1f}s"
         )
+
+    def memory_probe(self) -> tuple[nn.Module, tuple[int, ...], int, str]:
+        size = self.cfg.size  # the feature trunk: the heads' activations are a small part
+        return self.model.backbone, (3, size, size), self.cfg.batch_size, "--batch-size or --size"
 
     def describe(self) -> str:
         cfg = self.cfg

@@ -20,6 +20,7 @@ back to the original image (not clipped to it). The detector's own values travel
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,7 @@ def export_detector_onnx(
     verify: torch.Tensor | None = None,
     overwrite: bool = True,
     classes: list[str] | None = None,
+    inputs: Sequence[str | Path] = (),
 ) -> float:
     """Write ``DetectorGraph(ssd)`` to ``path`` (dynamic batch, checked by ``onnx.checker``; the detector's
     post-processing settings and ``classes`` in its metadata) and return the largest difference of its outputs
@@ -104,7 +106,7 @@ def export_detector_onnx(
     graph = DetectorGraph(ssd.eval(), size).eval()
     verify = verify if verify is not None else torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     path = Path(path)
-    with atomic_path(path, overwrite=overwrite) as tmp, exporter_errors("onnx"):
+    with atomic_path(path, overwrite, inputs) as tmp, exporter_errors("onnx", path.parent):
         torch.onnx.export(
             graph,
             (verify[:2].contiguous(),),

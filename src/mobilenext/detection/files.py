@@ -10,11 +10,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._io import atomic_path
-from ..engine.checkpoint import Restored, TaskFiles, read_training_record, save_checkpoint
+from ..engine.checkpoint import Restored, TaskFiles, read_training_record, write_checkpoint
 from ..errors import CheckpointError
 from ..models.checkpoint import CheckpointFile
-from .authors import is_authors_detector, load_authors_detector, load_authors_weights, to_authors_layout
+from .authors import (
+    check_authors_configuration,
+    is_authors_detector,
+    load_authors_detector,
+    load_authors_weights,
+    to_authors_layout,
+)
 from .model import AUTHORS_SIZE, create_detector
 from .settings import ssd_keywords
 
@@ -70,10 +75,12 @@ class DetectionFiles(TaskFiles):
             "args": {**restored.args, **restored.test_settings},
         }
         if layout == "official":
-            with atomic_path(dst, overwrite=overwrite) as tmp:
-                torch.save({"model": to_authors_layout(model.state_dict(), model), RECORD_KEY: record}, tmp)
+            check_authors_configuration(model, restored.name)
+            theirs = {"model": to_authors_layout(model.state_dict(), model), RECORD_KEY: record}
+            self.write_converted(dst, overwrite, lambda path: torch.save(theirs, path), restored)
         else:
-            save_checkpoint({"task": self.task, **record, "state_dict": model.state_dict()}, dst, overwrite=overwrite)
+            ours = {"task": self.task, **record, "state_dict": model.state_dict()}
+            self.write_converted(dst, overwrite, lambda path: write_checkpoint(ours, path), restored)
         return restored.name
 
 

@@ -32,6 +32,7 @@ _MIN_COLOUR_DISTANCE = 100.0  # RGB distance of a shape's colour from every colo
 _MAX_IOU = 0.1  # shapes may touch a little, never hide each other
 _SHAPE_SIDE = (0.2, 0.6)  # shape size as a fraction of the shorter image side
 _DIFFICULT_BELOW = 1 / 3  # a shape with less of its area visible is marked difficult
+_MIN_VISIBLE = 0.1  # and one with less than this is not annotated at all
 
 # The harder setting: more and smaller objects, occlusion, clutter (keyword arguments of write_shapes_voc).
 CLUTTERED = {"objects": (3, 8), "max_iou": 0.45, "side": (0.12, 0.4), "clutter": 6}
@@ -118,7 +119,8 @@ def render_shapes(
     found = []
     for index, kind in enumerate(kinds):
         rows, cols = np.nonzero(owner == index)
-        if rows.size:  # a later shape may cover an earlier one entirely
+        # a later shape may cover an earlier one entirely, or leave a sliver no one would call an object
+        if rows.size >= _MIN_VISIBLE * areas[index] and np.ptp(rows) > 1 and np.ptp(cols) > 1:
             box = (int(cols.min()) + 1, int(rows.min()) + 1, int(cols.max()) + 1, int(rows.max()) + 1)
             found.append((kind, box, rows.size < _DIFFICULT_BELOW * areas[index]))
     return np.clip(pixels, 0, 255).astype(np.uint8), found

@@ -13,6 +13,7 @@ contract and knows no task by name; ``mobilenext.api`` asks every task in turn.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,7 +24,7 @@ from torch import nn
 
 from .._io import atomic_path, is_temp_file
 from ..errors import CheckpointError
-from ..models.checkpoint import CheckpointFile, safety_refusal
+from ..models.checkpoint import CheckpointFile, read_checkpoint, safety_refusal
 
 __all__ = [
     "BEST",
@@ -39,6 +40,7 @@ __all__ = [
     "rng_state",
     "save_checkpoint",
     "set_rng_state",
+    "write_checkpoint",
 ]
 
 LAST, BEST = "last.pth", "best.pth"
@@ -48,7 +50,12 @@ READABLE_FORMATS = (FORMAT, "mobilenext-train-1")
 
 def save_checkpoint(state: dict[str, Any], path: str | Path, overwrite: bool = True) -> None:
     with atomic_path(path, overwrite=overwrite) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+        write_checkpoint(state, tmp)
+
+
+def write_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """``state`` tagged with the training format, written to ``path`` as it is (callers make it atomic)."""
+    torch.save({"format": FORMAT, **state}, path)
 
 
 def load_training_checkpoint(path: str | Path, action: str = "resume") -> dict[str, Any]:
@@ -151,6 +158,24 @@ class TaskFiles:
         """Write the file's model to ``dst`` in ``layout`` (``timm``: ours, ``official``: the authors'); returns
         the model's name."""
         raise CheckpointError(f"{file.path} is {self.describe(file)}, which has no other layout to convert to.")
+
+    def write_converted(
+        self, dst: str | Path, overwrite: bool, write: Callable[[Path], None], expected: Restored
+    ) -> None:
+        """Write a conversion with ``write(path)`` atomically, and read it back before it takes ``dst``'s name: it
+        must restore to ``expected``'s model, weights (bit for bit) and settings, else nothing is written."""
+        with atomic_path(dst, overwrite=overwrite) as tmp:
+            write(tmp)
+            back = self.restore(read_checkpoint(tmp))
+            want, got = expected.model.state_dict(), back.model.state_dict()
+            same = want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+            fields = ("name", "classes", "data_config", "test_settings")
+            differ = [f for f in fields if getattr(back, f) != getattr(expected, f)] + ([] if same else ["weights"])
+            if differ:
+                raise CheckpointError(
+                    f"converting to {dst} did not read back as the same model (its {', '.join(differ)} differ); "
+                    "nothing was written."
+                )
 
     def not_mine(self, file: CheckpointFile, wanted: str) -> CheckpointError:
         """The one sentence for one of this task's files given where ``wanted`` (e.g. "a classifier") was asked."""

@@ -49,6 +49,10 @@ def setting(default: Any, help: str, *flags: str, **kwargs: Any):
 SWITCH = {"action": argparse.BooleanOptionalAction}  # --flag / --no-flag
 COUNT = {"type": checks.COUNT}
 NONNEG_INT = {"type": checks.NONNEG_INT}
+IMAGE_SIZE = {"type": checks.IMAGE_SIZE}
+EPOCHS = {"type": checks.EPOCHS}
+ITERATIONS = {"type": checks.ITERATIONS}
+BATCH = {"type": checks.BATCH}
 POSITIVE = {"type": Number(float, low=0, low_open=True)}  # learning rates, epsilons
 NONNEG = {"type": Number(float, low=0)}  # weight decay, augmentation strengths
 PROBABILITY = {"type": Number(float, 0, 1)}
@@ -179,25 +183,52 @@ def _coerce(field_: dataclasses.Field, value: Any, source: str) -> Any:
         raise ConfigError(f"{source}: {name}: {value!r} is not valid ({e}).") from None
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (YAML 1.2 forbids it;
+    PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(f"key {key!r} given twice (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
+
+
 def load_config(path: str | Path, schema: type) -> dict[str, Any]:
-    """Settings from a YAML file; keys may use dashes or underscores; unknown keys are an error."""
+    """Settings from a YAML file; keys may use dashes or underscores (one spelling per setting); unknown or
+    repeated keys are an error."""
     fields = _fields(schema)
     path = find_config(str(path))
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader) or {}  # noqa: S506 (safe loader)
     except UnicodeDecodeError as e:
         raise ConfigError(f"config {path} is not UTF-8 text (byte {e.start}); save it as UTF-8.") from None
+    except _DuplicateKey as e:
+        raise ConfigError(f"config {path}: {e}; keep one.") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config {path} is not valid YAML ({str(e).splitlines()[0]}).") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping of setting: value.")
-    settings = {}
+    settings, spelled = {}, {}
     for key, value in raw.items():
         name = str(key).replace("-", "_")
         if name not in fields:
             close = difflib.get_close_matches(name, fields, n=1)
             hint = f"did you mean {close[0]!r}?" if close else "the command's --help lists the settings."
             raise ConfigError(f"config {path}: unknown key {key!r}; {hint}")
+        if name in spelled:
+            raise ConfigError(f"config {path}: {spelled[name]!r} and {key!r} are one setting; keep one.")
+        spelled[name] = key
         settings[name] = _coerce(fields[name], value, f"config {path}")
     return settings
 

@@ -10,6 +10,7 @@ import contextlib
 import csv
 import io
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -39,9 +40,27 @@ def write_summary(path: Path, rows: list[dict[str, Any]], leading: Sequence[str]
         tmp.write_text(buffer.getvalue())
 
 
-def write_args(path: Path, settings: dict[str, Any]) -> None:
+def write_args(path: Path, settings: dict[str, Any], resumed: tuple[Path, dict[str, tuple]] | None = None) -> None:
+    """``args.yaml``: the settings the run was started with, then one comment line per resume naming the
+    settings it changed, so the file always tells how the run was made (and still loads as one YAML mapping)."""
+    if resumed is None or not path.is_file():
+        text = yaml.safe_dump(settings, sort_keys=False)
+    else:
+        checkpoint, changed = resumed
+        what = ", ".join(f"{k}: {new} (was {old})" for k, (old, new) in changed.items() if k != "resume")
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        line = f"# {stamp} resumed from {checkpoint}; {what or 'no setting changed'}\n"
+        text = path.read_text(encoding="utf-8") + line
     with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump(settings, sort_keys=False))
+        tmp.write_text(text, encoding="utf-8")
+
+
+class _LogFile(logging.FileHandler):
+    """The run's ``log.txt``. When the disk refuses a line (full, read-only), the console has already shown it and
+    the failing write is the error the run reports: no traceback per line on stderr."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        pass
 
 
 @contextlib.contextmanager
@@ -52,7 +71,7 @@ def log_file(path: Path | None) -> Iterator[logging.Handler | None]:
     if path is None:
         yield None
         return
-    handler = logging.FileHandler(path)
+    handler = _LogFile(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     logger = logging.getLogger("mobilenext")
     logger.addHandler(handler)

@@ -7,8 +7,8 @@ The rules, for training, detection and search alike:
 - A folder that holds anything (another run, a user's files) is used only to *continue* it: with ``--resume``.
   Anything else is refused in one sentence before a file is touched.
 - While a run writes, it holds a lock on ``.lock`` in its folder; a second process that wants the same folder
-  is told which process has it. The operating system drops the lock when the process ends, however it ends,
-  so a killed run never leaves a stale lock behind.
+  is told which process has it. The file goes when the run ends; the operating system drops the lock when the
+  process ends, however it ends, so a killed run leaves at most an unlocked file, which the next run reuses.
 - ``log.txt`` records every start, every resume, and why the run stopped: finished, interrupted (Ctrl-C or
   SIGTERM), or the error that ended it.
 
@@ -92,17 +92,43 @@ def _lock(folder: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
         os.close(fd)
-        raise RunFolderError(
-            f"{folder} is in use by another run (process {holder}); wait for it to finish or choose another --output."
-        ) from None
+        raise _in_use(folder, holder) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
 
 
-def _refuse_if_used(folder: Path) -> None:
+def _in_use(folder: Path, holder: str) -> RunFolderError:
+    return RunFolderError(
+        f"{folder} is in use by another run (process {holder or 'unknown'}); wait for it to finish or choose "
+        "another --output."
+    )
+
+
+def _lock_holder(folder: Path) -> str | None:
+    """The process id recorded by the run that holds ``folder``'s lock now, or None when no run does (the test
+    takes a shared lock, which fails while another process holds the exclusive one, and writes nothing)."""
+    if fcntl is None:  # pragma: no cover
+        return None
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except OSError:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip()
+    finally:
+        os.close(fd)
+
+
+def _refuse_if_used(folder: Path, locked_by_us: bool = False) -> None:
+    holder = None if locked_by_us or not folder.is_dir() else _lock_holder(folder)
+    if holder is not None:  # another run is writing here now: that, not its files, is the thing to say
+        raise _in_use(folder, holder)
     entries = _user_entries(folder) if folder.is_dir() else []
     if entries:
         what = "a run" if LAST in entries or "args.yaml" in entries else "files"
@@ -123,7 +149,7 @@ def _claim(output: str | None, resume: str | None, prefix: str, runs_root: Path)
     fd = _lock(folder)
     try:
         if new_run:
-            _refuse_if_used(folder)  # again under the lock: another run may have started in between
+            _refuse_if_used(folder, locked_by_us=True)  # again under the lock: another run may have started in between
     except RunFolderError:
         os.close(fd)
         raise
@@ -203,4 +229,8 @@ def open_run(
                 raise
     finally:
         if fd >= 0:
-            os.close(fd)  # releases the lock
+            # The file goes first: a loader worker forked during the run shares the locked descriptor and may
+            # outlive this block for a moment; the next run then locks a new file instead of waiting on it.
+            with contextlib.suppress(OSError):
+                (path / LOCK_NAME).unlink()
+            os.close(fd)  # releases the lock (once no worker holds the descriptor)

@@ -41,6 +41,7 @@ from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from .amp import autocast
 from .checkpoint import BEST, FORMAT, LAST, load_training_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, local_device
+from .memory import check_activation_memory
 from .progress import Progress
 from .records import Curves, write_args, write_summary
 from .run_folder import open_run
@@ -48,6 +49,12 @@ from .run_folder import open_run
 __all__ = ["Runner", "Step", "Task", "prepare_model", "run_task", "seed_everything"]
 
 log = logging.getLogger("mobilenext")
+
+# Settings a resume may change: where the run lives and how it is computed, never what it computes. Every other
+# setting must be given as the run was started (a task adds its length: ``Task.length_setting``).
+RESUME_MAY_CHANGE = frozenset(
+    {"resume", "output", "workers", "device", "log_interval", "pretrained", "backbone_checkpoint", "compile"}
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -91,6 +98,7 @@ class Task:
     score_name: ClassVar[str] = "score"  # what picks best.pth (higher is better)
     score_scale: ClassVar[float] = 1.0  # factor that turns the score into the logged figure
     data_parallel: ClassVar[bool] = True  # False: the task refuses torchrun
+    length_setting: ClassVar[str | None] = None  # a resume may change it (the schedule follows); None: it may not
     divergence_hint: ClassVar[str] = "Lower --lr."
 
     model: nn.Module
@@ -158,11 +166,21 @@ class Task:
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state` on resume."""
 
+    def load_scheduler(self, state: dict[str, Any], rounds: int, length_changed: bool) -> None:
+        """Restore the scheduler on resume; ``length_changed``: the run now ends elsewhere (``length_setting``),
+        and the schedule must follow the new length."""
+        self.scheduler.load_state_dict(state)
+
     def write_records(self, output: Path) -> None:
         """Files of the task's own beside the checkpoint (written after it, on rank 0)."""
 
     def result(self) -> dict[str, Any]:
         return {}
+
+    def memory_probe(self) -> tuple[nn.Module, tuple[int, ...], int, str] | None:
+        """(module, input shape C x H x W, batch size, the flags that set them) whose activations must fit in
+        memory (:func:`~.memory.check_activation_memory`); None: no check."""
+        return None
 
     def clipped_parameters(self) -> Iterable[nn.Parameter]:
         return self.model.parameters()
@@ -193,9 +211,13 @@ class Runner:
         self.output = Path()
         self.rounds = 0
         self.history: list[dict[str, Any]] = []
+        self.resumed: tuple[Path, dict[str, tuple[Any, Any]]] | None = None  # (checkpoint, changed settings)
         self.best: dict[str, Any] = {"metric": -math.inf, task_type.position: -1}
         seed_everything(cfg.seed)  # the same initial weights on every rank and in every rerun
         self.task = task_type(cfg, self)
+        probe = self.task.memory_probe()
+        if probe is not None:  # before any file is written or any batch is drawn
+            check_activation_memory(*probe, self.device)
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         cfg = self.cfg
@@ -220,7 +242,7 @@ class Runner:
             self._resume()
             self.train_model = self._wrap(task.model)
             if main:
-                write_args(output / "args.yaml", task.settings())
+                write_args(output / "args.yaml", task.settings(), resumed=self.resumed)
                 log.info(task.describe())
             barrier()
             metrics: dict[str, Any] = {}
@@ -355,16 +377,22 @@ class Runner:
             return
         state = load_training_checkpoint(path)
         self._check_resumable(path, state)
+        changed = self._changed_settings(path, state["args"])
         task = self.task
         task.model.load_state_dict(state["state_dict"])
         task.optimizer.load_state_dict(state["optimizer"])
-        task.scheduler.load_state_dict(state["scheduler"])
+        task.load_scheduler(state["scheduler"], state["rounds"], task.length_setting in changed)
         self.scaler.load_state_dict(state["scaler"])
         task.load_state(state)
         set_rng_state(state["rng"])
         self.rounds, self.best, self.history = state["rounds"], dict(state["best"]), list(state["history"])
+        self.resumed = (path, changed)
         if self.dist.is_main:
             log.info(f"resumed {path}: {task.progress_text()}.")
+            if task.length_setting in changed:
+                old, new = changed[task.length_setting]
+                flag = "--" + task.length_setting.replace("_", "-")
+                log.info(f"{flag} {new} (the run was started with {old}): the learning-rate schedule now ends there.")
             if getattr(self.cfg, "pretrained", None):
                 log.info(f"--pretrained {self.cfg.pretrained} is not loaded: the run's checkpoint holds its weights.")
 
@@ -395,6 +423,24 @@ class Runner:
                 f"({_short(saved.get(name))}; now {_short(current.get(name))}); pass the same, or choose a new "
                 "--output."
             )
+
+    def _changed_settings(self, path: Path, saved: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """The settings this resume changes, {name: (before, now)}; one sentence for any it may not change."""
+        current = _plain(self.cfg.to_dict())
+        may = RESUME_MAY_CHANGE | {self.task.length_setting}
+        changed = {k: (saved.get(k), current.get(k)) for k in current if k in saved and saved[k] != current[k]}
+        refused = [k for k in changed if k not in may]
+        if refused:
+            name, (old, new) = refused[0], changed[refused[0]]
+            flag = "--" + name.replace("_", "-")
+            allowed = ", ".join("--" + k.replace("_", "-") for k in sorted(may & set(current) - {"resume"}))
+            raise CheckpointError(
+                f"cannot resume {path} with {flag} {_short(new)}: the run was started with "
+                f"{'it unset' if old is None else _short(old)}"
+                f"{f' (and {len(refused) - 1} more setting(s) differ)' if len(refused) > 1 else ''}; give its "
+                f"settings again (a resume may change only {allowed}), or start a new run."
+            )
+        return changed
 
     @staticmethod
     def _skipped_line(row: dict[str, Any], names: list[str]) -> str:

@@ -41,6 +41,7 @@ __all__ = [
     "safety_refusal",
     "save_safetensors",
     "to_model_layout",
+    "write_safetensors",
 ]
 
 # Where a checkpoint keeps its weights, in the order timm's ``load_state_dict`` looks for them; the first two
@@ -287,11 +288,15 @@ def save_safetensors(
     overwrite: bool = True,
 ):
     """Write ``state_dict`` as safetensors, atomically (a crash never leaves a half-written file)."""
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        write_safetensors(state_dict, tmp, metadata)
+
+
+def write_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None):
+    """``state_dict`` as safetensors at ``path``, as it is (callers make it atomic: :func:`save_safetensors`)."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(path), metadata=metadata)
 
 
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:

@@ -77,7 +77,8 @@ def _show(args: argparse.Namespace) -> int:
     genotype = load_genotype(args.genotype)
     output = None
     if args.output != "":
-        output = check_output_file(args.output or f"{_genotype_stem(args.genotype)}.png", args.overwrite, ".png")
+        named = args.output or f"{_genotype_stem(args.genotype)}.png"
+        output = check_output_file(named, args.overwrite, ".png", [args.genotype])
     summary = network_summary(genotype, args.channels, args.layers, args.auxiliary, args.num_classes)
     out = args.out
     print(genotype, file=out)

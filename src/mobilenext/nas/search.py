@@ -21,8 +21,20 @@ from torch.utils.data import DataLoader, Subset
 
 from .._io import atomic_path
 from ..checks import Number
-from ..data.loader import ResumableSampler, default_workers
-from ..engine.config import ANY_INT, COUNT, FRACTION, NONNEG, NONNEG_INT, POSITIVE, SWITCH, RunSettings, setting
+from ..data.loader import Reseeded, ResumableSampler, default_workers, loader_generator
+from ..engine.config import (
+    ANY_INT,
+    BATCH,
+    COUNT,
+    EPOCHS,
+    FRACTION,
+    NONNEG,
+    NONNEG_INT,
+    POSITIVE,
+    SWITCH,
+    RunSettings,
+    setting,
+)
 from ..engine.records import Curves
 from ..engine.runner import Runner, Step, Task, cycle, run_task
 from ..errors import ConfigError, MissingDependencyError
@@ -53,8 +65,8 @@ class SearchConfig(RunSettings):
         "second order: Hessian-vector product by autograd (exact) or by DARTS's central differences (less memory)",
         choices=HESSIAN_MODES,
     )
-    epochs: int = setting(50, "search epochs", **COUNT)
-    batch_size: int = setting(64, "batch size (weights and alpha)", "-b", "--batch-size", **COUNT)
+    epochs: int = setting(50, "search epochs", **EPOCHS)
+    batch_size: int = setting(64, "batch size (weights and alpha)", "-b", "--batch-size", **BATCH)
     lr: float = setting(0.025, "weights: SGD learning rate, cosine-annealed", **POSITIVE)
     min_lr: float = setting(0.001, "weights: final learning rate", **NONNEG)
     momentum: float = setting(0.9, "weights: SGD momentum", **FRACTION)
@@ -81,13 +93,14 @@ def _loader(dataset, indices: range, cfg: SearchConfig, seed: int, pin: bool) ->
             f"a search split of {len(subset)} images is smaller than one batch ({cfg.batch_size}); lower --batch-size."
         )
     return DataLoader(
-        subset,
+        Reseeded(subset, seed),  # each sample augmented by (seed, epoch, index), whatever the workers did before
         cfg.batch_size,
         sampler=ResumableSampler(len(subset), seed),
         num_workers=workers,
         drop_last=True,
         pin_memory=pin,
         persistent_workers=workers > 0,
+        generator=loader_generator(seed),
     )
 
 
