@@ -73,66 +73,75 @@ def train_ours(output: Path, seeds: list[int], iterations: int, eval_every: int,
         train_detector(config_from_args(settings, DetectionConfig))
 
 
-_THEIR_LOSSES = re.compile(r"iter: (\d+).*?total_loss: [\d.]+ \(([\d.]+)\).*?reg_loss: [\d.]+ \(([\d.]+)\).*?cls_loss: [\d.]+ \(([\d.]+)\)")
+_THEIR_LOSSES = re.compile(  # their logger's running value, then the average since the start in brackets
+    r"iter: (\d+).*?total_loss: [\d.]+ \(([\d.]+)\).*?reg_loss: [\d.]+ \(([\d.]+)\).*?cls_loss: [\d.]+ \(([\d.]+)\)"
+)
 _THEIR_TIME = re.compile(r"iter: (\d+).*?time: ([\d.]+) \(([\d.]+)\)")
 _THEIR_MAP = re.compile(r"mAP: ([\d.]+)")
 _THEIR_EVAL = re.compile(r"Evaluating voc_2007_test dataset")
 
 
 def read_their_log(run: Path, eval_iterations: list[int]) -> list[dict[str, float]]:
-    """Rows like our summary.csv's from their log.txt: the running mean of each loss at each logged iteration
-    (their MetricLogger prints value (global average); the averages are kept), and mAP at each evaluation
-    (their evaluations run at ``eval_iterations``, in order)."""
-    rows, maps = [], []
+    """Rows like our summary.csv's from their log.txt, one per evaluation: the mean of each loss over the round
+    (their MetricLogger prints ``value (average since the start)``; the round's mean follows from two averages:
+    (b * avg_b - a * avg_a) / (b - a)), their mAP, and their seconds per iteration over the round."""
+    averages: dict[int, tuple[float, ...]] = {}
+    times: dict[int, float] = {}
+    maps = []
     for line in (run / "log.txt").read_text().splitlines():
         if found := _THEIR_LOSSES.search(line):
-            iteration, total, reg, cls = found.groups()
-            rows.append({"iteration": int(iteration), "train_loss": float(total), "bbox_loss": float(reg),
-                         "cls_loss": float(cls)})  # fmt: skip
+            averages[int(found[1])] = tuple(map(float, found.groups()[1:]))
+            times[int(found[1])] = float(_THEIR_TIME.search(line)[3])
         elif found := _THEIR_MAP.search(line):
-            maps.append(float(found.group(1)))
+            maps.append(float(found[1]))
+    rows, previous = [], 0
     for iteration, value in zip(eval_iterations, maps):
-        rows.append({"iteration": iteration, "map50": value})
-    return sorted(rows, key=lambda r: r["iteration"])
+        now, before = averages[iteration], averages.get(previous, (0.0, 0.0, 0.0))
+        mean = [(iteration * b - previous * a) / (iteration - previous) for a, b in zip(before, now)]
+        seconds = (iteration * times[iteration] - previous * times.get(previous, 0.0)) / (iteration - previous)
+        rows.append({"iteration": iteration, "train_loss": mean[0], "bbox_loss": mean[1], "cls_loss": mean[2],
+                     "map50_voc07": value, "sec_per_iter": seconds})  # fmt: skip
+        previous = iteration
+    return rows
 
 
-def seconds_per_iteration(run: Path) -> float:
-    """Their MetricLogger's global average of the step time at the last logged iteration."""
-    times = [float(m.group(3)) for m in map(_THEIR_TIME.search, (run / "log.txt").read_text().splitlines()) if m]
-    return times[-1]
-
-
-def report(output: Path, theirs: list[Path], eval_every: int, iterations: int) -> None:
+def report(output: Path, theirs: list[Path], eval_every: int, iterations: int, batch: int) -> None:
+    """A Markdown table: at each evaluation, mAP (their evaluator's VOC07 11-point, both sides) and the round's
+    mean training loss per seed, ours and theirs; and iterations per second (median over rounds and seeds).
+    Their rows are also written as ``summary.csv`` beside their log, so ``mobilenext plot`` draws both."""
     evals = list(range(eval_every, iterations + 1, eval_every))
-    table: dict[int, dict[str, list[float]]] = {it: {"ours": [], "theirs": []} for it in evals}
-    speed = {"ours": [], "theirs": []}
+    table = {it: {"ours": [], "theirs": [], "ours_loss": [], "theirs_loss": []} for it in evals}
+    speed: dict[str, list[float]] = {"ours": [], "theirs": []}
     for run in sorted(output.glob("ours-seed*")):
         with (run / "summary.csv").open() as f:
             for row in csv.DictReader(f):
                 if int(row["iteration"]) in table:
                     table[int(row["iteration"])]["ours"].append(float(row["map50_voc07"]))
-                    speed["ours"].append(float(row["train_img_per_sec"]))
+                    table[int(row["iteration"])]["ours_loss"].append(float(row["train_loss"]))
+                    speed["ours"].append(float(row["train_img_per_sec"]) / batch)
     for run in theirs:
         rows = read_their_log(run, evals)
-        summary = run / "summary.csv"
-        columns = ["iteration", "train_loss", "bbox_loss", "cls_loss", "map50"]
-        with summary.open("w", newline="") as f:
-            writer = csv.DictWriter(f, columns)
+        with (run / "summary.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
         for row in rows:
-            if "map50" in row and row["iteration"] in table:
-                table[row["iteration"]]["theirs"].append(row["map50"])
-        speed["theirs"].append(1 / seconds_per_iteration(run))
-    print("| iteration | ours map50_voc07 (per seed) | theirs mAP (per seed) |")
-    print("| ---: | --- | --- |")
-    for iteration, values in table.items():
-        ours = ", ".join(f"{100 * v:.1f}" for v in values["ours"])
-        their = ", ".join(f"{100 * v:.1f}" for v in values["theirs"])
-        print(f"| {iteration} | {ours} | {their} |")
-    if speed["ours"] and speed["theirs"]:
-        print(f"ours: {statistics.median(speed['ours']):.2f} img/s (median over evaluation rounds); theirs: "
-              f"{statistics.median(speed['theirs']):.3f} iterations/s (their global average)")  # fmt: skip
+            table[row["iteration"]]["theirs"].append(row["map50_voc07"])
+            table[row["iteration"]]["theirs_loss"].append(row["train_loss"])
+            speed["theirs"].append(1 / row["sec_per_iter"])
+
+    def listed(values: list[float], scale: float = 1.0) -> str:
+        return ", ".join(f"{scale * v:.1f}" if scale != 1 else f"{v:.2f}" for v in values)
+
+    print("| iteration | mAP ours (per seed) | mAP theirs (per seed) | loss ours | loss theirs |")
+    print("| ---: | --- | --- | --- | --- |")
+    for iteration, v in table.items():
+        print(f"| {iteration} | {listed(v['ours'], 100)} | {listed(v['theirs'], 100)} | {listed(v['ours_loss'])} | "
+              f"{listed(v['theirs_loss'])} |")  # fmt: skip
+    for side, values in speed.items():
+        if values:
+            print(f"{side}: {statistics.median(values):.3f} iterations/s (median of {len(values)} rounds, "
+                  f"{min(values):.3f}-{max(values):.3f})")  # fmt: skip
 
 
 def main() -> None:
@@ -154,7 +163,7 @@ def main() -> None:
     elif args.step == "train":
         train_ours(args.output, args.seeds, args.iterations, args.eval_every, args.batch_size, args.lr)
     else:
-        report(args.output, args.theirs, args.eval_every, args.iterations)
+        report(args.output, args.theirs, args.eval_every, args.iterations, args.batch_size)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,8 @@ def plan_outputs(paths: Sequence[Path], folder: str | Path, overwrite: bool = Fa
     first: dict[Path, Path] = {}
     for path, output in zip(paths, outputs):
         if output in first:
-            what = "is given twice" if first[output] == path else f"and {first[output]} would both be drawn into {output}"
-            raise ConfigError(f"{path} {what}; pass each image once.")
+            clash = f"and {first[output]} would both be drawn into {output}"
+            raise ConfigError(f"{path} {'is given twice' if first[output] == path else clash}; pass each image once.")
         first[output] = path
     inputs = {p.resolve() for p in paths}
     clobbered = [o for o in outputs if o.resolve() in inputs]
