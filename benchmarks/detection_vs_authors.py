@@ -15,7 +15,9 @@ their VOC config (``ssdlite320_mobilenext_voc``) shortened to the run (``--itera
 Their ``train.py`` runs the same config outside this project (it is theirs, not ours to ship); ``report``
 reads its ``log.txt`` (losses every 10 iterations, their evaluator's mAP at each evaluation) beside our
 ``summary.csv`` files, writes theirs as ``summary.csv`` too (so ``mobilenext plot`` draws both), and prints
-the table: mAP by their evaluator's formula (our ``map50_voc07``) at the same iterations, and iterations/s.
+the table: mAP by their evaluator's formula (our ``map50_voc07``) and each round's mean training loss at the
+same iterations, and iterations/s over the rounds (for speed, run short trainings of both alternately on a quiet
+machine: round times of long runs carry whatever else ran meanwhile).
 """
 
 from __future__ import annotations
