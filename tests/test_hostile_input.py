@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +193,54 @@ def test_detect_predict_plans_every_output_before_drawing(tmp_path):
     with pytest.raises(OutputExistsError, match=r"q\.png exist"):
         plan_outputs([image], tmp_path / "out")
     assert (tmp_path / "out" / "q.png").read_bytes() == b"a user's file"
+
+
+_STUCK_RUN = """
+import hashlib, os, signal, sys, time
+from pathlib import Path
+import torch
+from mobilenext.engine import run_folder
+from mobilenext.engine.distributed import DistInfo
+
+run_folder.SIGTERM_GRACE_S = 1.0
+with run_folder.open_run(sys.argv[1], None, "m", DistInfo(0, 0, 1, torch.device("cpu"))):
+    child = os.fork()
+    if child == 0:  # like a loader worker: its own SIGTERM must not reach the parent's watchdog
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    time.sleep(2.5)
+    print("survived the child's SIGTERM", flush=True)
+    if sys.argv[2] == "native":
+        hashlib.pbkdf2_hmac("sha256", b"x", b"y", 400_000_000)  # minutes in native code, deaf to signals
+    else:
+        time.sleep(60)  # Python code: the handler runs at once
+    print("the call returned", flush=True)
+"""
+
+
+@pytest.mark.parametrize("where", ["native", "python"])
+def test_sigterm_stops_a_run_anywhere(where, tmp_path):
+    """Python runs signal handlers only between bytecodes: in Python code SIGTERM stops the run at once, as
+    Ctrl-C does; inside a long native call the watchdog stops it after its grace period. Either way the folder is
+    released (no lock file) and the log says why; a forked child's own SIGTERM is ignored."""
+    script, run = tmp_path / "stuck.py", tmp_path / "run"
+    script.write_text(_STUCK_RUN)
+    command = [sys.executable, str(script), str(run), where]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().decode().strip() == "survived the child's SIGTERM"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - start < 30 and b"call returned" not in out, (out, err)
+    log = (run / "log.txt").read_text()
+    if where == "native":
+        assert proc.returncode == 143 and b"terminated (SIGTERM) inside a long operation" in err, err
+        assert "stopped: terminated (SIGTERM) inside a long operation" in log
+    else:
+        assert b"RunTerminated" in err and "stopped: terminated (SIGTERM); continue with --resume auto" in log
+    assert not (run / ".lock").exists()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import threading
 import time
@@ -166,8 +167,86 @@ def _share(dist: DistInfo, value: str, failed: bool) -> tuple[str, bool]:
     return message[0]
 
 
+# How long a SIGTERM waits for the run to reach Python code (where it stops cleanly) before the process exits
+# anyway: a long native call (an allocation, a kernel) cannot be interrupted. Checkpoints are written atomically,
+# so a hard exit loses nothing but the step in progress.
+SIGTERM_GRACE_S = 10.0
+_watching = False  # a watchdog runs in this process (its forked children must not feed it)
+
+
+def _forget_watchdog_in_child() -> None:
+    """After a fork (loader workers): the child's own SIGTERM must not wake the parent's watchdog through the
+    inherited wake-up pipe."""
+    if _watching:
+        with contextlib.suppress(ValueError, OSError):
+            signal.set_wakeup_fd(-1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_watchdog_in_child)
+
+
+class _SigtermWatchdog:
+    """Python runs a signal handler only between bytecodes, so a run stuck in one long native call would ignore
+    SIGTERM. The C-level handler still writes the signal number to the wake-up pipe at once: a thread reading
+    it gives the run ``SIGTERM_GRACE_S`` to stop by itself, then releases the folder, logs why and exits (143)."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder, self.done = folder, threading.Event()
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)
+        self.thread = threading.Thread(target=self._watch, name="mobilenext-sigterm", daemon=True)
+
+    @classmethod
+    def start(cls, folder: Path | None) -> _SigtermWatchdog | None:
+        global _watching
+        watchdog = cls(folder)
+        previous = signal.set_wakeup_fd(watchdog.write_fd, warn_on_full_buffer=False)
+        if previous != -1:  # the pipe is someone else's (an event loop): leave it to them
+            signal.set_wakeup_fd(previous)
+            watchdog._close()
+            return None
+        _watching = True
+        watchdog.thread.start()
+        return watchdog
+
+    def _watch(self) -> None:
+        while not self.done.is_set():
+            ready, _, _ = select.select([self.read_fd], [], [], 0.5)
+            if ready and signal.SIGTERM in os.read(self.read_fd, 64) and not self.done.wait(SIGTERM_GRACE_S):
+                self._exit()
+
+    def _exit(self) -> None:
+        message = (
+            f"stopped: terminated (SIGTERM) inside a long operation that did not return within {SIGTERM_GRACE_S:g} "
+            "s; continue with --resume auto"
+        )
+        if self.folder is not None:
+            with contextlib.suppress(OSError):
+                (self.folder / LOCK_NAME).unlink()
+            with contextlib.suppress(OSError), open(self.folder / "log.txt", "a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        with contextlib.suppress(OSError):
+            os.write(2, f"mobilenext: {message}\n".encode())
+        os._exit(143)
+
+    def stop(self) -> None:
+        global _watching
+        self.done.set()
+        signal.set_wakeup_fd(-1)
+        _watching = False
+        self.thread.join()
+        self._close()
+
+    def _close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _sigterm_as_interrupt(folder: Path | None = None) -> Iterator[None]:
+    """SIGTERM stops the run as Ctrl-C does (logged, resumable), also inside a long native call (the watchdog)."""
     if (
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
@@ -179,9 +258,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         raise RunTerminated("terminated (SIGTERM)")
 
     signal.signal(signal.SIGTERM, handler)
+    watchdog = _SigtermWatchdog.start(folder)
     try:
         yield
     finally:
+        if watchdog is not None:
+            watchdog.stop()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
@@ -218,7 +300,10 @@ def open_run(
         raise RunFolderError(folder_or_error)
     path = Path(folder_or_error)
     try:
-        with log_file(path / "log.txt" if dist.is_main else None) as handler, _sigterm_as_interrupt():
+        with (
+            log_file(path / "log.txt" if dist.is_main else None) as handler,
+            _sigterm_as_interrupt(path if dist.is_main else None),
+        ):
             if handler is not None:
                 _to_file_only(handler, f"started in {path} by process {os.getpid()}{' (resuming)' if resume else ''}")
             try:
